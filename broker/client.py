@@ -1,0 +1,148 @@
+"""The runtime-facing side: start runs, sign envelopes for their background work, read
+their inboxes. One ``Client`` per process, shared by its runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from leasegate.ownership import Lease, Registry, RunState, RunStatus
+from leasegate.ownership.keys import check_run_id
+from leasegate.ownership.lua import Scripts
+from leasegate.ownership.registry import Outcome, Policy, unavailable_as_error
+
+from .deadletters import DeadLetters
+from .envelope import Envelope
+from .gate import Gate, pack_body
+from .inbox import Inbox
+from .keys import RUN_COMPANIONS, BrokerKeys
+from .settings import Settings
+
+MAX_DEADLINE = 7 * 86400.0
+
+
+def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+    secrets = [secret] if isinstance(secret, bytes) else list(secret)
+    if not secrets:
+        raise ValueError("secret must be given (bytes, or a list: current first, then old ones)")
+    for item in secrets:
+        if not isinstance(item, bytes) or len(item) < 16:
+            raise ValueError("secret must be bytes of at least 16 bytes")
+    return secrets
+
+
+class Client:
+    def __init__(self, client: redis.Redis, namespace: str = "lg", *,
+                 secret: bytes | Sequence[bytes], settings: Settings | None = None) -> None:
+        self.redis = client
+        self.settings = settings or Settings()
+        self.secrets = _secrets(secret)
+        self.keys = BrokerKeys(namespace)
+        s = self.settings
+        self.registry = Registry(client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
+                                 retention=s.retention, companions=RUN_COMPANIONS)
+        self.scripts = Scripts(client, Path(__file__).parent)
+        self.gate = Gate(client, self.keys, self.scripts, self.secrets, s)
+        self.dead_letters = DeadLetters(client, self.keys, self.scripts, s)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "lg", *, secret: bytes | Sequence[bytes],
+                 settings: Settings | None = None) -> Client:
+        client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        return cls(client, namespace, secret=secret, settings=settings)
+
+    def server_time_ms(self) -> int:
+        with unavailable_as_error():
+            seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def start_run(self, session_key: str, prompt: Any, ttl: float = 60.0,
+                  policy: Policy = "supersede", run_id: str | None = None) -> Run:
+        """Acquire a run's lease and write its prompt as inbox entry 1, atomically."""
+        keys, args = self.registry.acquire_args(session_key, ttl, policy, run_id)
+        body = pack_body("prompt", prompt, self.settings.max_prompt_bytes)
+        run_key = keys[2]
+        with unavailable_as_error():
+            reply = self.scripts("start-run", [*keys, run_key + RUN_COMPANIONS[0]],
+                                 [*args, body])
+        lease = self.registry.lease_from_reply(session_key, str(args[2]), ttl, reply)
+        return Run(self, lease)
+
+    def attach(self, session_key: str, run_id: str) -> Run:
+        """A Run object for an existing run (another process started it)."""
+        status = self.registry.status(session_key, check_run_id(run_id))
+        if status.state is RunState.UNKNOWN or status.fence is None:
+            raise LookupError(f"no run {run_id} of session {session_key!r}")
+        lease = Lease(session_key, run_id, status.fence, status.expires_at or 0.0,
+                      status.ttl or 0.0, status.state)
+        return Run(self, lease)
+
+
+class Run:
+    """One run of a session key, as its runtime sees it."""
+
+    def __init__(self, client: Client, lease: Lease) -> None:
+        self.client = client
+        self.lease = lease
+        self.inbox = Inbox(client.redis, client.keys.inbox(lease.session_key, lease.run_id))
+
+    def __repr__(self) -> str:
+        return f"Run({self.session_key!r}, {self.run_id!r}, fence={self.fence})"
+
+    @property
+    def session_key(self) -> str:
+        return self.lease.session_key
+
+    @property
+    def run_id(self) -> str:
+        return self.lease.run_id
+
+    @property
+    def fence(self) -> int:
+        return self.lease.fence
+
+    def envelope(self, tool: str, task_args: Mapping[str, Any] | None = None,
+                 deadline: float = 600.0, callback_id: str | None = None,
+                 task_id: str | None = None) -> Envelope:
+        """A signed envelope for one background call; its deadline is counted on server time."""
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+            raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
+        if not 0 < deadline <= MAX_DEADLINE:
+            raise ValueError(f"deadline must be > 0 and <= {MAX_DEADLINE} seconds, got {deadline}")
+        now = self.client.server_time_ms()
+        callback_id = callback_id or uuid.uuid4().hex
+        return Envelope.create(
+            self.client.secrets[0], callback_id=callback_id, session_key=self.session_key,
+            run_id=self.run_id, fence=self.fence, tool=tool, task_args=dict(task_args or {}),
+            submitted_at_ms=now, deadline_at_ms=now + round(deadline * 1000),
+            task_id=task_id or callback_id,
+        )
+
+    def renew(self, ttl: float | None = None) -> Lease:
+        self.lease = self.client.registry.renew(self.lease, ttl)
+        return self.lease
+
+    def park(self, until: float = 300.0) -> Lease:
+        """Wait for callbacks without heartbeats; each delivery leaves a resume signal."""
+        self.lease = self.client.registry.park(self.lease, until)
+        return self.lease
+
+    def release(self, outcome: Outcome = "completed") -> RunStatus:
+        return self.client.registry.release(self.lease, outcome)
+
+    def status(self) -> RunStatus:
+        return self.client.registry.status(self.lease)
+
+    def wait_resume(self, timeout: float) -> str | None:
+        """Block until a callback lands while parked: its callback id, once per delivery."""
+        key = self.client.keys.resume(self.session_key, self.run_id)
+        with unavailable_as_error():
+            reply = self.client.redis.blpop([key], timeout=max(timeout, 0.001))
+        if reply is None:
+            return None
+        _, value = reply
+        return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,88 @@
+--[[
+  The gate: hand one finished callback to its owner's inbox, or quarantine it. One atomic
+  step with Redis server time, so no release or supersede can slip between check and write.
+
+  Input:
+    KEYS[1] run record      <ns>:{<sk>}:run:<run id>
+    KEYS[2] owner pointer   <ns>:{<sk>}:owner
+    KEYS[3] inbox           <ns>:{<sk>}:run:<run id>:inbox      (stream)
+    KEYS[4] resume signals  <ns>:{<sk>}:run:<run id>:resume     (list, one per delivery while parked)
+    KEYS[5] pending         <ns>:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
+    KEYS[6] callback memo   <ns>:{<sk>}:cb:<callback id>        (the first verdict, for repeats)
+    KEYS[7] dead letters    <ns>:dlq                            (stream; also touches <ns>:dlq:*)
+
+    ARGV[1] run id            ARGV[2] fence               ARGV[3] callback id
+    ARGV[4] session key       ARGV[5] tool                ARGV[6] task id
+    ARGV[7] kind 'result' | 'error'                       ARGV[8] body (msgpack)
+    ARGV[9] artifact refs (msgpack)                       ARGV[10] submitted at (ms)
+    ARGV[11] deadline (ms, server time)                   ARGV[12] memo ttl (ms)
+    ARGV[13] dead-letter max age (ms)                     ARGV[14] dead-letter max count
+    ARGV[15] largest body kept in a dead letter (bytes)   ARGV[16] run key prefix <ns>:{<sk>}:run:
+
+  Output: {delivered 1|0, reason, entry id, seq, repeat 1|0, detail}
+    delivered=1: entry id is the inbox stream id, seq its position (1 is always the prompt)
+    delivered=0: entry id is the dead-letter id; reason one of
+      'lease_expired' | 'run_released' | 'superseded' | 'unknown_run' | 'deadline_passed'
+    repeat=1: this callback id was seen before; the first verdict is returned, nothing written
+]]
+-- @include "now"
+-- @include "runState"
+-- @include "deadLetter"
+
+local now = now_ms()
+
+local memo = redis.call('HMGET', KEYS[6], 'd', 'reason', 'entry', 'seq', 'detail')
+if memo[1] then return {tonumber(memo[1]), memo[2], memo[3], tonumber(memo[4]), 1, memo[5]} end
+
+local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'outcome', 'by_run', 'by_fence')
+local state = effective_state(rec[1], rec[2], now)
+local reason, detail = nil, ''
+if state == 'unknown' then
+  reason, detail = 'unknown_run', 'no record of run ' .. ARGV[1]
+elseif state == 'expired' then
+  reason, detail = 'lease_expired', 'lease expired at ' .. rec[2]
+elseif state == 'released' then
+  reason, detail = 'run_released', 'released as ' .. (rec[4] or '?')
+elseif state == 'superseded' then
+  reason, detail = 'superseded', 'superseded by run ' .. rec[5] .. ' with fence ' .. rec[6]
+elseif rec[3] ~= ARGV[2] then
+  reason, detail = 'unknown_run', 'fence ' .. ARGV[2] .. ' is not the run\'s fence ' .. rec[3]
+elseif now > tonumber(ARGV[11]) then
+  reason, detail = 'deadline_passed', 'deadline ' .. ARGV[11] .. ' passed at ' .. now
+end
+
+local memo_ttl = tonumber(ARGV[12])
+if reason == nil then
+  local seq = redis.call('XLEN', KEYS[3]) + 1
+  local id = redis.call('XADD', KEYS[3], '*', 'seq', seq, 'role', 'tool', 'kind', ARGV[7],
+                        'cb', ARGV[3], 'body', ARGV[8], 'arts', ARGV[9], 'tool', ARGV[5],
+                        'task', ARGV[6], 'fence', ARGV[2], 'at', now, 'sub', ARGV[10])
+  redis.call('HDEL', KEYS[5], ARGV[3])
+  if state == 'parked' then
+    redis.call('RPUSH', KEYS[4], ARGV[3])
+    redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[1]))
+  end
+  redis.call('HSET', KEYS[6], 'd', 1, 'reason', '', 'entry', id, 'seq', seq, 'detail', state,
+             'at', now)
+  redis.call('PEXPIRE', KEYS[6], memo_ttl)
+  return {1, '', id, seq, 0, state}
+end
+
+-- who owns the session now, for the record (RabbitMQ's x-death keeps the same kind of trail)
+local owner_run = redis.call('GET', KEYS[2]) or ''
+local owner_fence = ''
+if owner_run ~= '' then owner_fence = redis.call('HGET', ARGV[16] .. owner_run, 'fence') or '' end
+
+local body, truncated = ARGV[8], 0
+if #body > tonumber(ARGV[15]) then body, truncated = '', #ARGV[8] end
+local fields = {'detail', detail, 'run', ARGV[1], 'fence', ARGV[2], 'owner_run', owner_run,
+                'owner_fence', owner_fence, 'task', ARGV[6], 'cb', ARGV[3], 'kind', ARGV[7],
+                'submitted', ARGV[10], 'completed', now, 'deadline', ARGV[11],
+                'run_state', state, 'body', body, 'truncated', truncated, 'arts', ARGV[9]}
+local dlq_id = dead_letter(KEYS[7], reason, ARGV[4], ARGV[5], fields, now,
+                           tonumber(ARGV[13]), tonumber(ARGV[14]))
+redis.call('HDEL', KEYS[5], ARGV[3])
+redis.call('HSET', KEYS[6], 'd', 0, 'reason', reason, 'entry', dlq_id, 'seq', 0,
+           'detail', detail, 'at', now)
+redis.call('PEXPIRE', KEYS[6], memo_ttl)
+return {0, reason, dlq_id, 0, 0, detail}

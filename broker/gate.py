@@ -1,0 +1,139 @@
+"""The gate: the one place where a finished background result is handed to its owner or
+quarantined. The decision and the write are one Lua script (deliver-7.lua)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+import redis
+
+from leasegate.ownership.lua import Scripts
+from leasegate.ownership.registry import unavailable_as_error
+
+from .artifacts import ArtifactRef
+from .envelope import RAW_CAP, Envelope, EnvelopeError
+from .keys import BrokerKeys
+from .settings import Settings
+
+REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
+           "malformed", "bad_signature")
+KINDS = ("result", "error")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where one callback ended. ``entry_id`` is the inbox entry id when delivered, else the
+    dead-letter id. ``repeat`` means the callback was seen before: this is its first verdict."""
+
+    delivered: bool
+    reason: str | None
+    entry_id: str
+    repeat: bool = False
+    detail: str = ""
+    seq: int | None = None
+    callback_id: str | None = None
+    session_key: str | None = None
+    run_id: str | None = None
+
+    @property
+    def dead_letter_id(self) -> str | None:
+        return None if self.delivered else self.entry_id
+
+
+def pack_body(field: str, value: Any, limit: int) -> bytes:
+    """msgpack-encode a payload and hold it to its size limit."""
+    try:
+        body: bytes = msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{field} must be msgpack-encodable: {exc}") from exc
+    if len(body) > limit:
+        raise ValueError(f"{field} is {len(body)} bytes encoded; the limit is {limit} bytes")
+    return body
+
+
+class Gate:
+    def __init__(self, client: redis.Redis, keys: BrokerKeys, scripts: Scripts,
+                 secrets: Sequence[bytes], settings: Settings) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = scripts
+        self.secrets = list(secrets)
+        self.settings = settings
+
+    def deliver(
+        self,
+        envelope: Envelope | bytes,
+        result: Any = None,
+        artifacts: Iterable[ArtifactRef] = (),
+        kind: Literal["result", "error"] = "result",
+    ) -> Verdict:
+        """Deliver ``result`` (msgpack-encodable) for ``envelope`` (an Envelope or its wire
+        bytes). Untrusted bytes that do not decode are quarantined, never raised."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        body = pack_body("result", result, self.settings.max_result_bytes)
+        refs = pack_body("artifacts", [ref.to_dict() for ref in artifacts],
+                         self.settings.max_result_bytes)
+        wire = envelope.encode() if isinstance(envelope, Envelope) else envelope
+        try:
+            # an Envelope object is checked like bytes: its signature may be forged too
+            env = Envelope.decode(wire, self.secrets, max_bytes=self.settings.max_envelope_bytes)
+        except EnvelopeError as exc:
+            return self.quarantine_raw(wire, exc)
+        return self._deliver(env, kind, body, refs)
+
+    def _deliver(self, env: Envelope, kind: str, body: bytes, refs: bytes) -> Verdict:
+        sk, run_id = env.session_key, env.run_id
+        k = self.keys
+        keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
+                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dlq]
+        s = self.settings
+        args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
+                env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
+                int(s.dlq_max_age * 1000), s.dlq_max_len, s.dlq_body_cap, k.run_prefix(sk)]
+        with unavailable_as_error():
+            reply = self.scripts("deliver", keys, args)
+        return self._verdict(reply, env.callback_id, sk, run_id)
+
+    def quarantine_raw(self, wire: bytes | Any, error: EnvelopeError) -> Verdict:
+        """Dead-letter input that never became a trustworthy envelope, raw bytes kept (capped)."""
+        raw = wire if isinstance(wire, bytes) else repr(wire).encode()
+        claimed = getattr(error, "claimed", None) or {}
+        keys = [self.keys.dlq, self.keys.raw_memo(hashlib.sha256(raw).hexdigest())]
+        args = [error.reason, str(error), raw[:RAW_CAP], len(raw),
+                int(self.settings.dlq_max_age * 1000), self.settings.dlq_max_len,
+                str(claimed.get("session_key", "")), str(claimed.get("tool", "")),
+                str(claimed.get("task_id", ""))]
+        with unavailable_as_error():
+            reply = self.scripts("quarantine", keys, args)
+        return self._verdict(reply, None, None, None)
+
+    @staticmethod
+    def _verdict(reply: Sequence[Any], callback_id: str | None, session_key: str | None,
+                 run_id: str | None) -> Verdict:
+        delivered = int(reply[0]) == 1
+        return Verdict(
+            delivered=delivered,
+            reason=None if delivered else _text(reply[1]),
+            entry_id=_text(reply[2]),
+            repeat=int(reply[4]) == 1,
+            detail=_text(reply[5]),
+            seq=int(reply[3]) if delivered else None,
+            callback_id=callback_id,
+            session_key=session_key,
+            run_id=run_id,
+        )
+
+
+def check_payload_mapping(field: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{field} must be a mapping, not {type(value).__name__}")
+    return value

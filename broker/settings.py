@@ -1,0 +1,34 @@
+"""Limits and retention of the broker layer, with the defaults the design names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    retention: float = 7 * DAY            # run records and inboxes, after the run ends
+    dlq_max_age: float = 14 * DAY          # a dead letter older than this becomes a tombstone
+    dlq_max_len: int = 100_000             # beyond this many, the oldest become tombstones
+    dlq_body_cap: int = 16 * 1024          # larger result bodies are not kept in a dead letter
+    max_envelope_bytes: int = 4096
+    max_result_bytes: int = 256 * 1024     # a result body (msgpack) delivered to an inbox
+    max_prompt_bytes: int = 256 * 1024
+    max_ttl: float = 3600.0
+    max_park: float = DAY
+
+    def __post_init__(self) -> None:
+        for name in ("retention", "dlq_max_age", "max_ttl", "max_park"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        for name in ("dlq_max_len", "dlq_body_cap", "max_envelope_bytes", "max_result_bytes",
+                     "max_prompt_bytes"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def memo_ttl_ms(self) -> int:
+        """A callback's first verdict is remembered as long as anything it produced lives."""
+        return int(max(self.retention, self.dlq_max_age) * 1000)

@@ -1,0 +1,29 @@
+--[[
+  Start a run: acquire its lease and write its prompt as inbox entry 1 in the same step, so no
+  callback can ever be entry 1 of a run.
+
+  Input:
+    KEYS[1] fence counter   <ns>:{<sk>}:fence
+    KEYS[2] owner pointer   <ns>:{<sk>}:owner
+    KEYS[3] run record      <ns>:{<sk>}:run:<run id>
+    KEYS[4] inbox           <ns>:{<sk>}:run:<run id>:inbox
+
+    ARGV[1..6] as acquire-3.lua: run key prefix, session key, run id, ttl (ms), policy,
+               retention (ms)
+    ARGV[7] prompt body (msgpack)
+
+  Output: as acquire-3.lua, plus the prompt's inbox entry id as the 7th element on success
+]]
+-- @include "now"
+-- @include "runState"
+-- @include "acquireRun"
+
+local reply = acquire_run(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
+                          tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]))
+if reply[1] ~= 0 then return reply end
+local id = redis.call('XADD', KEYS[4], '*', 'seq', 1, 'role', 'user', 'kind', 'prompt',
+                      'cb', '', 'body', ARGV[7], 'arts', '', 'tool', '', 'task', '',
+                      'fence', reply[2], 'at', reply[4], 'sub', reply[4])
+redis.call('PEXPIREAT', KEYS[4], reply[3] + tonumber(ARGV[6]))
+reply[7] = id
+return reply
