@@ -4,11 +4,11 @@ quarantined. The decision and the write are one Lua script (deliver-7.lua)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import redis
 
 from leasegate.ownership.lua import Scripts
@@ -132,8 +132,3 @@ class Gate:
             run_id=run_id,
         )
 
-
-def check_payload_mapping(field: str, value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{field} must be a mapping, not {type(value).__name__}")
-    return value

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import redis
 
 from leasegate.ownership.registry import unavailable_as_error
@@ -84,7 +84,7 @@ class Inbox:
 
     def entries(self) -> list[Entry]:
         with unavailable_as_error():
-            raw = self.client.xrange(self.key)
+            raw: Any = self.client.xrange(self.key)
         return [Entry.from_stream(entry_id, fields) for entry_id, fields in raw]
 
     def read(self, after: int = 0, block: float | None = None, count: int = 100) -> list[Entry]:
@@ -99,7 +99,7 @@ class Inbox:
         last_id = current[-1].id if current else "0-0"
         with unavailable_as_error():
             # server-side wait; the socket timeout must outlast it
-            reply = self.client.xread({self.key: last_id}, count=count,
+            reply: Any = self.client.xread({self.key: last_id}, count=count,
                                       block=max(1, int(block * 1000)))
         if not reply:
             return []

@@ -213,7 +213,11 @@ class Registry:
             stop.set()
             renewer.join()
             if not held.lost:
-                self.release(held, "failed" if failed else "completed")
+                ended = self.release(held, "failed" if failed else "completed")
+                if ended.state is not RunState.RELEASED:
+                    # lost between the last beat and the exit: expired, superseded or gone
+                    held.lost_reason.append(ended.state.value)
+                    held.lost_event.set()
         held.check()
 
     def _keep_renewed(self, held: HeldLease, stop: threading.Event) -> None:

@@ -88,7 +88,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **options: object) -> redis.Redis:
-        return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+        return redis.Redis.from_url(self.url, **options)
 
     def version(self) -> str:
         out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,

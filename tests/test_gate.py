@@ -10,6 +10,7 @@ import pytest
 import redis
 from conftest import SECRET
 from helpers import wait_until
+
 from leasegate.broker import Client, Envelope, Run, Settings
 from leasegate.ownership import RunState
 
@@ -224,11 +225,11 @@ def test_release_racing_deliveries_each_callback_in_one_place(broker_client: Cli
         barrier = threading.Barrier(9)
         verdicts: list[object] = []
 
-        def deliver(env: Envelope) -> None:
+        def deliver(env: Envelope, barrier: threading.Barrier, verdicts: list[object]) -> None:
             barrier.wait()
             verdicts.append(broker_client.gate.deliver(env, result={}))
 
-        threads = [threading.Thread(target=deliver, args=(e,)) for e in envs]
+        threads = [threading.Thread(target=deliver, args=(e, barrier, verdicts)) for e in envs]
         for t in threads:
             t.start()
         barrier.wait()
