@@ -3,17 +3,19 @@ their inboxes. One ``Client`` per process, shared by its runs."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from leasegate.ownership import Lease, Registry, RunState, RunStatus
+from leasegate.ownership import Lease, LeaseLost, Registry, RunState, RunStatus
 from leasegate.ownership.keys import check_run_id
 from leasegate.ownership.lua import Scripts
-from leasegate.ownership.registry import Outcome, Policy, unavailable_as_error
+from leasegate.ownership.registry import Outcome, Policy, connect, unavailable_as_error
 
 from .deadletters import DeadLetters
 from .envelope import Envelope
@@ -23,6 +25,43 @@ from .keys import RUN_COMPANIONS, BrokerKeys
 from .settings import Settings
 
 MAX_DEADLINE = 7 * 86400.0
+HEADER = "leasegate"  # the one namespaced Celery message header that carries the envelope
+DEFAULT_TASKS = {"image_generate": ("leasegate.image_generate", "media")}
+
+
+def header_value(env: Envelope) -> str:
+    """The envelope as a header value: text, since kombu's Redis transport JSON-encodes headers."""
+    return base64.b64encode(env.encode()).decode()
+
+
+def wire_from_header(value: object) -> bytes:
+    """Undo ``header_value``; anything unreadable becomes the bytes the gate will quarantine."""
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value.encode(), validate=True)
+        except ValueError:
+            return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return repr(value).encode()
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """What releasing a run left behind: callbacks still pending, and whether they were
+    cancelled. Pending callbacks of a released run end in the dead letters, never lost."""
+
+    status: RunStatus
+    pending: dict[str, str] = field(default_factory=dict)   # callback id -> tool
+    cancelled: bool = False
+
+    @property
+    def state(self) -> RunState:
+        return self.status.state
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
@@ -37,8 +76,12 @@ def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
 
 class Client:
     def __init__(self, client: redis.Redis, namespace: str = "lg", *,
-                 secret: bytes | Sequence[bytes], settings: Settings | None = None) -> None:
+                 secret: bytes | Sequence[bytes], settings: Settings | None = None,
+                 celery_app: Any = None,
+                 tasks: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.redis = client
+        self.celery_app = celery_app  # only for Run.submit; any Celery app on the same broker
+        self.tasks = dict(DEFAULT_TASKS if tasks is None else tasks)  # tool -> (task, queue)
         self.settings = settings or Settings()
         self.secrets = _secrets(secret)
         self.keys = BrokerKeys(namespace)
@@ -51,9 +94,15 @@ class Client:
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "lg", *, secret: bytes | Sequence[bytes],
-                 settings: Settings | None = None) -> Client:
-        client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
-        return cls(client, namespace, secret=secret, settings=settings)
+                 settings: Settings | None = None, broker_url: str | None = None,
+                 tasks: Mapping[str, tuple[str, str]] | None = None) -> Client:
+        """``broker_url`` (default: ``url``) is where ``Run.submit`` sends Celery tasks."""
+        client = connect(url)
+        from celery import Celery  # the runtime needs Celery only to send, never worker code
+
+        app = Celery("leasegate-runtime", broker=broker_url or url, set_as_current=False)
+        return cls(client, namespace, secret=secret, settings=settings, celery_app=app,
+                   tasks=tasks)
 
     def server_time_ms(self) -> int:
         with unavailable_as_error():
@@ -131,8 +180,58 @@ class Run:
         self.lease = self.client.registry.park(self.lease, until)
         return self.lease
 
-    def release(self, outcome: Outcome = "completed") -> RunStatus:
-        return self.client.registry.release(self.lease, outcome)
+    def submit(self, tool: str, *, deadline: float = 600.0, queue: str | None = None,
+               **task_args: Any) -> str:
+        """Send ``tool`` as a Celery task owned by this run; returns its callback id.
+
+        The task is sent by name: the runtime never imports worker code. Raises LeaseLost if
+        this run is no longer live or parked.
+        """
+        if self.client.celery_app is None:
+            raise RuntimeError("submit needs a Celery app: Client(..., celery_app=app) "
+                               "or Client.from_url(...)")
+        if tool not in self.client.tasks:
+            raise ValueError(f"tool {tool!r} has no task; known: {sorted(self.client.tasks)}")
+        task_name, default_queue = self.client.tasks[tool]
+        env = self.envelope(tool, task_args, deadline)
+        keys = self.client.keys
+        pending = keys.pending(self.session_key, self.run_id)
+        with unavailable_as_error():
+            reply = self.client.scripts("submit", [keys.run(self.session_key, self.run_id),
+                                                   pending], [self.fence, env.callback_id, tool])
+        if int(reply[0]) != 0:
+            raise LeaseLost(str(reply[1].decode() if isinstance(reply[1], bytes) else reply[1]),
+                            self.session_key, self.run_id)
+        try:
+            self.client.celery_app.send_task(
+                task_name, kwargs=task_args, task_id=env.task_id,
+                queue=queue or default_queue, serializer="msgpack",
+                headers={HEADER: header_value(env)})
+        except Exception:
+            self.client.redis.hdel(pending, env.callback_id)  # never sent: not pending
+            raise
+        return env.callback_id
+
+    def pending(self) -> dict[str, str]:
+        """Callbacks submitted and not yet delivered or quarantined: callback id -> tool."""
+        with unavailable_as_error():
+            raw = self.client.redis.hgetall(
+                self.client.keys.pending(self.session_key, self.run_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def release(self, outcome: Outcome = "completed",
+                cancel_pending: bool = False) -> ReleaseReport:
+        """End the run. Callbacks still pending are reported; their results will be
+        quarantined. ``cancel_pending`` also revokes their Celery tasks, so queued ones never
+        start (workers quarantine them as they drop them; running ones stop at their next
+        owner check either way)."""
+        pending = self.pending()
+        status = self.client.registry.release(self.lease, outcome)
+        cancelled = False
+        if cancel_pending and pending and self.client.celery_app is not None:
+            self.client.celery_app.control.revoke(list(pending))
+            cancelled = True
+        return ReleaseReport(status, pending, cancelled)
 
     def status(self) -> RunStatus:
         return self.client.registry.status(self.lease)

@@ -29,6 +29,15 @@ def _text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """The gate's answer to "would you deliver this now?" (nothing written)."""
+
+    admitted: bool
+    reason: str | None
+    repeat: bool
+
+
+@dataclass(frozen=True)
 class Verdict:
     """Where one callback ended. ``entry_id`` is the inbox entry id when delivered, else the
     dead-letter id. ``repeat`` means the callback was seen before: this is its first verdict."""
@@ -85,10 +94,22 @@ class Gate:
         wire = envelope.encode() if isinstance(envelope, Envelope) else envelope
         try:
             # an Envelope object is checked like bytes: its signature may be forged too
-            env = Envelope.decode(wire, self.secrets, max_bytes=self.settings.max_envelope_bytes)
+            env = self.open(wire)
         except EnvelopeError as exc:
             return self.quarantine_raw(wire, exc)
         return self._deliver(env, kind, body, refs)
+
+    def check(self, env: Envelope) -> Admission:
+        """Would ``env``'s callback be delivered now? ``repeat``: it already has a verdict."""
+        keys = [self.keys.run(env.session_key, env.run_id),
+                self.keys.callback(env.session_key, env.callback_id)]
+        with unavailable_as_error():
+            reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms])
+        return Admission(int(reply[0]) == 1, _text(reply[1]) or None, int(reply[2]) == 1)
+
+    def open(self, wire: bytes) -> Envelope:
+        """Decode and verify wire bytes (EnvelopeError for anything untrustworthy)."""
+        return Envelope.decode(wire, self.secrets, max_bytes=self.settings.max_envelope_bytes)
 
     def _deliver(self, env: Envelope, kind: str, body: bytes, refs: bytes) -> Verdict:
         sk, run_id = env.session_key, env.run_id

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from .errors import LeaseHeld, LeaseLost, RegistryUnavailable
 from .keys import Keys, check_run_id, check_session_key
@@ -46,13 +48,22 @@ def _ms(field: str, seconds: float, limit: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def connect(url: str, socket_timeout: float = 30.0) -> redis.Redis:
+    """A client that gives up within about a second when Redis is away (redis-py 8 would
+    retry for seconds, longer than a short lease), and reconnects once it is back."""
+    return redis.Redis.from_url(
+        url, socket_timeout=socket_timeout, socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+
+
 @contextlib.contextmanager
 def unavailable_as_error() -> Iterator[None]:
     """Turn 'Redis did not answer' into RegistryUnavailable: cannot tell is never 'live'."""
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-            redis.exceptions.ReadOnlyError) as exc:
+            redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
         raise RegistryUnavailable(f"Redis is unavailable: {exc}") from exc
 
 
@@ -83,8 +94,7 @@ class Registry:
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "lg", **options: Any) -> Registry:
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client, namespace, **options)
+        return cls(connect(url), namespace, **options)
 
     @property
     def namespace(self) -> str:
@@ -229,8 +239,9 @@ class Registry:
                 held.lost_reason.append(lost.reason)
                 held.lost_event.set()
                 return
-            except RegistryUnavailable:
-                continue  # try again next beat; the lease expires on its own if Redis stays away
+            except Exception:
+                continue  # cannot tell (Redis away, OOM...): try next beat; the lease expires
+                # on its own if this goes on, and check() or the exit reports it
 
 
 def _maybe_int(fields: dict[str, str], name: str) -> int | None:

@@ -1,0 +1,33 @@
+--[[
+  Would the gate deliver this callback now? Read-only: workers ask before spending GPU
+  minutes, and between steps while they work. Same rules and clock as deliver-7.lua.
+
+  Input:
+    KEYS[1] run record     <ns>:{<sk>}:run:<run id>
+    KEYS[2] callback memo  <ns>:{<sk>}:cb:<callback id>
+
+    ARGV[1] fence   ARGV[2] deadline (ms, server time)
+
+  Output: {admitted 1|0, reason, repeat 1|0}
+    admitted=1: the owner is live or parked, current, and the deadline has not passed
+    repeat=1: the callback already has a verdict (a redelivered message): do no work again
+    reason: '' or one of 'lease_expired' | 'run_released' | 'superseded' | 'unknown_run' |
+            'deadline_passed' | 'delivered' (repeat of a delivered callback)
+]]
+-- @include "now"
+-- @include "runState"
+
+local now = now_ms()
+local memo = redis.call('HMGET', KEYS[2], 'd', 'reason')
+if memo[1] then
+  if memo[1] == '1' then return {0, 'delivered', 1} end
+  return {0, memo[2], 1}
+end
+local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence')
+local state = effective_state(rec[1], rec[2], now)
+local reasons = {unknown = 'unknown_run', expired = 'lease_expired', released = 'run_released',
+                 superseded = 'superseded'}
+if reasons[state] then return {0, reasons[state], 0} end
+if rec[3] ~= ARGV[1] then return {0, 'unknown_run', 0} end
+if now > tonumber(ARGV[2]) then return {0, 'deadline_passed', 0} end
+return {1, '', 0}

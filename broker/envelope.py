@@ -1,0 +1,308 @@
+"""The envelope: who a background result belongs to, signed, in msgpack.
+
+A run hands one envelope to every background task it submits; the worker hands it back to the
+gate with the result. The gate trusts nothing in it until ``Envelope.decode`` has checked every
+field and the HMAC-SHA256 signature made with the deployment secret.
+
+Wire format, version 1: a msgpack map with these keys and nothing else.
+
+    v      int    format version, 1
+    id     str    callback id, unique per submitted task (the idempotency key of the gate)
+    sk     str    session key
+    run    str    run id
+    fence  int    fencing token of the run, >= 1
+    tool   str    tool name, 1..64 bytes of [A-Za-z0-9_.:-]
+    args   str    hex sha256 of the canonical msgpack of the task args (see ``digest_args``)
+    task   str    Celery task id (may equal the callback id)
+    at     int    submitted at, Redis server time in ms
+    dl     int    deadline, Redis server time in ms, >= ``at``
+    sig    bin    32 bytes, HMAC-SHA256 over every other field (see ``Envelope.signed_bytes``)
+
+Unknown keys are rejected in version 1: the signature does not cover them, so they would be
+unauthenticated data; a new field means a new version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack  # type: ignore[import-untyped]
+
+from leasegate.ownership.keys import check_run_id, check_session_key
+
+VERSION = 1
+MIN_SECRET_BYTES = 16
+MAX_WIRE_BYTES = 4096
+RAW_CAP = 2048
+MAX_TOOL_BYTES = 64
+MAX_INT = 2**63 - 1  # Redis integers are signed 64-bit
+
+# Field name -> wire key, in the order the signature covers them (sig itself excluded).
+WIRE_KEYS: dict[str, str] = {
+    "v": "v",
+    "callback_id": "id",
+    "session_key": "sk",
+    "run_id": "run",
+    "fence": "fence",
+    "tool": "tool",
+    "args_digest": "args",
+    "task_id": "task",
+    "submitted_at_ms": "at",
+    "deadline_at_ms": "dl",
+    "sig": "sig",
+}
+_FIELDS_BY_WIRE_KEY = {wire: name for name, wire in WIRE_KEYS.items()}
+# Domain separation: these bytes can never be mistaken for another signed message of ours.
+_SIGNING_TAG = "leasegate.envelope"
+_TOOL = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TOOL_BYTES}}}")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class EnvelopeError(ValueError):
+    """An envelope that must not be delivered; the gate quarantines it under ``reason``.
+
+    ``raw`` is the input, cut to at most ``RAW_CAP`` bytes (or the cap given to ``decode``);
+    ``size`` is the length of the whole input. ``claimed`` holds the fields by name (as
+    ``Envelope.to_dict``) when they passed every check but the signature, else it is empty.
+    """
+
+    reason: ClassVar[str] = "malformed"
+
+    def __init__(self, message: str, raw: bytes, *, raw_cap: int = RAW_CAP) -> None:
+        super().__init__(message)
+        self.raw = bytes(raw[:raw_cap])
+        self.size = len(raw)
+        self.claimed: dict[str, object] = {}
+
+
+class MalformedEnvelope(EnvelopeError):
+    """Not a well-formed version 1 envelope. ``field`` names the culprit when there is one."""
+
+    reason: ClassVar[str] = "malformed"
+
+    def __init__(self, message: str, raw: bytes, *, field: str | None = None,
+                 raw_cap: int = RAW_CAP) -> None:
+        super().__init__(message, raw, raw_cap=raw_cap)
+        self.field = field
+
+
+class BadSignature(EnvelopeError):
+    """Every field is valid but no configured secret produces its signature.
+
+    ``claimed`` holds the decoded fields: well formed but unverified, for forensics only.
+    """
+
+    reason: ClassVar[str] = "bad_signature"
+
+    def __init__(self, message: str, raw: bytes, claimed: Envelope, *,
+                 raw_cap: int = RAW_CAP) -> None:
+        super().__init__(message, raw, raw_cap=raw_cap)
+        self.claimed = claimed.to_dict()
+
+
+class _Invalid(ValueError):
+    """A field check failed; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def digest_args(task_args: Mapping[str, Any]) -> str:
+    """Hex sha256 of the canonical msgpack of ``task_args``: map keys sorted, tuples as lists.
+
+    The worker recomputes it from the args it received to prove they are the ones the run
+    signed for. JSON-native values (str, int, float, bool, None, lists, str-keyed dicts) survive
+    a JSON round trip with the same digest.
+    """
+    try:
+        packed = msgpack.packb(_canonical(task_args), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"task_args is not msgpack-encodable: {exc}") from exc
+    return hashlib.sha256(packed).hexdigest()
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, Mapping):
+        # Sort by the packed key so any msgpack-able key type has one order.
+        items = [(_canonical(k), _canonical(v)) for k, v in value.items()]
+        items.sort(key=lambda kv: bytes(msgpack.packb(kv[0], use_bin_type=True)))
+        return dict(items)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+    secrets = [secret] if isinstance(secret, bytes | bytearray) else list(secret)
+    if not secrets:
+        raise ValueError("secret: at least one secret is required")
+    for one in secrets:
+        Envelope.verify_secret_length(one)
+    return [bytes(one) for one in secrets]
+
+
+def _check_id(field: str, check: Callable[[object], str], value: str) -> None:
+    try:
+        check(value)
+    except ValueError as exc:
+        # keys' messages start with their own field name; we reuse its rules for other ids.
+        head, _, rest = str(exc).partition(" ")
+        message = f"{field} {rest}" if head in ("run_id", "session_key") else f"{field}: {exc}"
+        raise _Invalid(field, message) from exc
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One submitted background task's claim on a run. Every instance is valid; none is trusted
+    until ``decode`` has checked its signature."""
+
+    v: int
+    callback_id: str
+    session_key: str
+    run_id: str
+    fence: int
+    tool: str
+    args_digest: str
+    task_id: str
+    submitted_at_ms: int
+    deadline_at_ms: int
+    sig: bytes
+
+    _TYPES: ClassVar[dict[str, type]] = {
+        "v": int, "callback_id": str, "session_key": str, "run_id": str, "fence": int,
+        "tool": str, "args_digest": str, "task_id": str, "submitted_at_ms": int,
+        "deadline_at_ms": int, "sig": bytes,
+    }
+
+    def __post_init__(self) -> None:
+        for name, expected in self._TYPES.items():
+            value = getattr(self, name)
+            # type() is not isinstance(): a bool is an int to Python but not to us.
+            if type(value) is not expected:
+                raise _Invalid(name, f"{name} must be {expected.__name__}, "
+                                     f"not {type(value).__name__}")
+        if self.v != VERSION:
+            raise _Invalid("v", f"unknown envelope version {self.v}; this code reads {VERSION}")
+        _check_id("callback_id", check_run_id, self.callback_id)
+        _check_id("session_key", check_session_key, self.session_key)
+        _check_id("run_id", check_run_id, self.run_id)
+        _check_id("task_id", check_run_id, self.task_id)
+        if not _TOOL.fullmatch(self.tool):
+            raise _Invalid("tool", f"tool must be 1..{MAX_TOOL_BYTES} bytes of [A-Za-z0-9_.:-]")
+        if not _HEX_SHA256.fullmatch(self.args_digest):
+            raise _Invalid("args_digest", "args_digest must be 64 lowercase hex digits")
+        for name in ("fence", "submitted_at_ms", "deadline_at_ms"):
+            value = getattr(self, name)
+            low = 1 if name == "fence" else 0
+            if not low <= value <= MAX_INT:
+                raise _Invalid(name, f"{name} must be in [{low}, 2**63-1], not {value}")
+        if self.deadline_at_ms < self.submitted_at_ms:
+            raise _Invalid("deadline_at_ms", "deadline_at_ms is before submitted_at_ms")
+        if len(self.sig) != hashlib.sha256().digest_size:
+            raise _Invalid("sig", f"sig must be 32 bytes, not {len(self.sig)}")
+
+    @staticmethod
+    def verify_secret_length(secret: bytes) -> bytes:
+        """Return ``secret`` if it is bytes of at least ``MIN_SECRET_BYTES``; else ValueError."""
+        if not isinstance(secret, bytes | bytearray) or len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"secret must be at least {MIN_SECRET_BYTES} bytes")
+        return bytes(secret)
+
+    @classmethod
+    def create(cls, secret: bytes, *, callback_id: str, session_key: str, run_id: str,
+               fence: int, tool: str, task_args: Mapping[str, Any], submitted_at_ms: int,
+               deadline_at_ms: int, task_id: str | None = None) -> Envelope:
+        """Build and sign an envelope. Times are Redis server time in ms, never the local clock.
+
+        Raises ValueError/TypeError naming the field when one is invalid.
+        """
+        key = cls.verify_secret_length(secret)
+        unsigned = cls(VERSION, callback_id, session_key, run_id, fence, tool,
+                       digest_args(task_args), callback_id if task_id is None else task_id,
+                       submitted_at_ms, deadline_at_ms, bytes(32))
+        return dataclasses.replace(unsigned, sig=unsigned._sign(key))
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes the signature covers: msgpack of a tagged, fixed-order list.
+
+        Built from the field values, never from the wire, so a re-encoding by another msgpack
+        library cannot break the signature.
+        """
+        values = [getattr(self, name) for name in WIRE_KEYS if name != "sig"]
+        return bytes(msgpack.packb([_SIGNING_TAG, *values], use_bin_type=True))
+
+    def _sign(self, secret: bytes) -> bytes:
+        return hmac.new(secret, self.signed_bytes(), hashlib.sha256).digest()
+
+    def encode(self) -> bytes:
+        """The wire form: a msgpack map with the short keys listed in the module docstring."""
+        wire = {WIRE_KEYS[name]: getattr(self, name) for name in WIRE_KEYS}
+        return bytes(msgpack.packb(wire, use_bin_type=True))
+
+    @classmethod
+    def decode(cls, wire: bytes | bytearray | memoryview, secret: bytes | Sequence[bytes], *,
+               max_bytes: int = MAX_WIRE_BYTES, raw_cap: int = RAW_CAP) -> Envelope:
+        """Parse, check and verify ``wire``. ``secret`` may list several: current first, then
+        the previous ones still accepted during a key rotation.
+
+        Raises ``MalformedEnvelope`` or ``BadSignature`` (both ``EnvelopeError``) for any bad
+        input, and nothing else; ValueError only for a bad ``secret``, which is a deployment
+        mistake, not the input's.
+        """
+        secrets = _check_secrets(secret)
+
+        bytes_like = isinstance(wire, bytes | bytearray | memoryview)
+        raw = bytes(wire) if bytes_like else b""
+
+        def malformed(message: str, field: str | None = None) -> MalformedEnvelope:
+            return MalformedEnvelope(message, raw, field=field, raw_cap=raw_cap)
+
+        if not bytes_like:
+            raise malformed(f"envelope must be bytes, not {type(wire).__name__}")
+        if len(raw) > max_bytes:
+            raise malformed(f"envelope is {len(raw)} bytes; the limit is {max_bytes} bytes")
+        try:
+            data = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True,
+                                   max_str_len=max_bytes, max_bin_len=max_bytes,
+                                   max_array_len=max_bytes, max_map_len=max_bytes,
+                                   max_ext_len=max_bytes)
+        # msgpack raises many exception types (ValueError, StackError, UnicodeDecodeError, ...).
+        except Exception as exc:
+            raise malformed(f"envelope is not msgpack: {exc}") from exc
+        if not isinstance(data, dict):
+            raise malformed(f"envelope must be a msgpack map, not {type(data).__name__}")
+        # Version first: a future version may have other keys and must get this error.
+        version = data.get("v")
+        if type(version) is not int or version != VERSION:
+            raise malformed(f"unknown envelope version {version!r:.40}; this code reads {VERSION}",
+                            "v")
+        unknown = sorted(repr(key)[:40] for key in data if key not in _FIELDS_BY_WIRE_KEY)
+        if unknown:
+            raise malformed(f"unknown keys in a version {VERSION} envelope: {', '.join(unknown)}")
+        for name, key in WIRE_KEYS.items():
+            if key not in data:
+                raise malformed(f"missing field {name} (key {key!r})", name)
+        try:
+            envelope = cls(**{_FIELDS_BY_WIRE_KEY[key]: value for key, value in data.items()})
+        except _Invalid as exc:
+            raise malformed(str(exc), exc.field) from exc
+        signed = envelope.signed_bytes()
+        for one in secrets:
+            expected = hmac.new(one, signed, hashlib.sha256).digest()
+            if hmac.compare_digest(expected, envelope.sig):
+                return envelope
+        raise BadSignature("envelope signature matches no configured secret", raw, envelope,
+                           raw_cap=raw_cap)
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields by name, ``sig`` as hex: for logs and provenance records."""
+        fields = dataclasses.asdict(self)
+        fields["sig"] = self.sig.hex()
+        return fields

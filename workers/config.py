@@ -1,0 +1,96 @@
+"""Worker configuration from environment variables, checked before a worker starts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
+
+
+class ConfigError(ValueError):
+    """A configuration a worker must refuse to start with; the message says how to fix it."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0,
+           inclusive: bool = False) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < minimum or (value == minimum and not inclusive):
+        raise ConfigError(f"{name} must be {'>=' if inclusive else '>'} {minimum:g}, got {raw}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    secret: bytes | None = None
+    insecure_dev: bool = False
+    namespace: str = "lg"
+    artifact_dir: str = "./leasegate-artifacts"
+    generator: str = "procedural"
+    generator_latency: float = 0.0
+    check_interval: float = 2.0        # seconds between owner checks while a task works
+    max_deadline: float = 1800.0       # the longest deadline a runtime may give an owned task
+    visibility_timeout: float = 3900.0
+    media_queue: str = "media"
+    max_retries: int = 5               # transient provider errors, same callback id each time
+    cron_file: str | None = None       # JSON list of cron jobs (see leasegate.workers.cron)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
+        env = os.environ if env is None else env
+        redis_url = env.get("LEASEGATE_REDIS_URL") or cls.redis_url
+        secret = env.get("LEASEGATE_SECRET")
+        insecure = env.get("LEASEGATE_INSECURE_DEV", "") in ("1", "true", "yes")
+        max_deadline = _float(env, "LEASEGATE_MAX_DEADLINE", cls.max_deadline)
+        return cls(
+            redis_url=redis_url,
+            broker_url=env.get("LEASEGATE_BROKER_URL") or redis_url,
+            secret=secret.encode() if secret else None,
+            insecure_dev=insecure,
+            namespace=env.get("LEASEGATE_NAMESPACE") or cls.namespace,
+            artifact_dir=env.get("LEASEGATE_ARTIFACT_DIR") or cls.artifact_dir,
+            generator=env.get("LEASEGATE_GENERATOR") or cls.generator,
+            generator_latency=_float(env, "LEASEGATE_GENERATOR_LATENCY", 0.0, inclusive=True),
+            check_interval=_float(env, "LEASEGATE_CHECK_INTERVAL", cls.check_interval),
+            max_deadline=max_deadline,
+            visibility_timeout=_float(env, "LEASEGATE_VISIBILITY_TIMEOUT",
+                                      max(cls.visibility_timeout, max_deadline + 300)),
+            media_queue=env.get("LEASEGATE_MEDIA_QUEUE") or cls.media_queue,
+            cron_file=env.get("LEASEGATE_CRON_FILE") or None,
+            max_retries=int(_float(env, "LEASEGATE_MAX_RETRIES", cls.max_retries,
+                                   inclusive=True)),
+        )
+
+    def secrets(self) -> list[bytes]:
+        """The signing secret, or the refusal a worker must print instead of starting."""
+        if self.secret:
+            if len(self.secret) < 16:
+                raise ConfigError("LEASEGATE_SECRET must be at least 16 bytes")
+            return [self.secret]
+        if self.insecure_dev:
+            return [INSECURE_DEV_SECRET]
+        raise ConfigError(
+            "LEASEGATE_SECRET is not set: without it anyone who can write to the queue could "
+            "forge callbacks. Set LEASEGATE_SECRET (16+ bytes, the same for runtimes and "
+            "workers), or LEASEGATE_INSECURE_DEV=1 for a development machine only."
+        )
+
+    def check(self) -> None:
+        """Everything a worker refuses to start without."""
+        self.secrets()
+        if self.visibility_timeout <= self.max_deadline:
+            raise ConfigError(
+                f"visibility_timeout ({self.visibility_timeout:g} s) must exceed the longest "
+                f"task deadline LEASEGATE_MAX_DEADLINE ({self.max_deadline:g} s): otherwise the "
+                "Redis transport redelivers a task that is still running. Raise "
+                "LEASEGATE_VISIBILITY_TIMEOUT or lower LEASEGATE_MAX_DEADLINE."
+            )

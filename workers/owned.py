@@ -1,0 +1,221 @@
+"""Owned tasks: Celery tasks whose result belongs to the run that submitted them.
+
+Lifecycle of one owned task:
+1. Before the work: open the envelope from the ``leasegate`` header and ask the gate whether it
+   would deliver. A dead, superseded or late owner means no work at all: the callback is
+   quarantined with the reason (GPU minutes are the expensive part).
+2. During: a watcher thread asks again every ``check_interval`` seconds and cancels the work's
+   token when the owner is gone; the work stops at its next checkpoint.
+3. After: artifacts go to the store, then the gate delivers or quarantines. Errors travel the
+   same way as kind=error callbacks, so a live run never waits for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery, Task
+
+from leasegate.broker import Client, Envelope, EnvelopeError, FileArtifactStore
+from leasegate.broker.client import HEADER, wire_from_header
+from leasegate.broker.envelope import BadSignature, digest_args
+from leasegate.ownership import RegistryUnavailable
+from leasegate.ownership.registry import connect
+
+from .config import WorkerConfig
+from .generators import (
+    BadRequest,
+    Cancelled,
+    CancelToken,
+    Generator,
+    TransientError,
+    load_generator,
+)
+
+log = logging.getLogger("leasegate.workers")
+
+
+@dataclass
+class OwnedResult:
+    """What an owned task returns: a small payload for the inbox, and files for the store."""
+
+    payload: dict[str, Any]
+    files: list[tuple[bytes, str]] = field(default_factory=list)  # (data, media type)
+
+
+class WorkerRuntime:
+    """Per-process resources of a worker: Redis client, gate, artifact store, generator."""
+
+    def __init__(self, config: WorkerConfig, app: Celery | None = None) -> None:
+        self.config = config
+        client = connect(config.redis_url)
+        # the worker's own app sends what runtimes running here (cron ticks) submit
+        self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app)
+        self.gate = self.client.gate
+        self.store = FileArtifactStore(config.artifact_dir)
+        self._generator: Generator | None = None
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            options: dict[str, Any] = {}
+            if self.config.generator == "procedural":
+                options["latency"] = self.config.generator_latency
+            self._generator = load_generator(self.config.generator, **options)
+        return self._generator
+
+    @classmethod
+    def for_app(cls, app: Celery) -> WorkerRuntime:
+        """One runtime per process: prefork children must not share a parent's sockets."""
+        cached = getattr(app, "_leasegate_runtime", None)
+        if cached is not None and cached[0] == os.getpid():
+            return cached[1]  # type: ignore[no-any-return]
+        runtime = cls(app.leasegate_config, app)
+        app._leasegate_runtime = (os.getpid(), runtime)
+        return runtime
+
+
+@dataclass
+class OwnedContext:
+    """What the work function gets besides its own arguments."""
+
+    envelope: Envelope
+    cancel: CancelToken
+    runtime: WorkerRuntime
+
+    @property
+    def generator(self) -> Generator:
+        return self.runtime.generator
+
+    def checkpoint(self) -> None:
+        """Raise Cancelled if the owner is gone (as the watcher last saw it)."""
+        self.cancel.raise_if_cancelled()
+
+
+class OwnerWatch(threading.Thread):
+    """Asks the gate every ``interval`` seconds whether the owner is still there."""
+
+    def __init__(self, runtime: WorkerRuntime, env: Envelope, cancel: CancelToken,
+                 interval: float) -> None:
+        super().__init__(name=f"leasegate-watch-{env.callback_id[:8]}", daemon=True)
+        self.runtime, self.env, self.cancel, self.interval = runtime, env, cancel, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                admission = self.runtime.gate.check(self.env)
+            except RegistryUnavailable:
+                continue  # cannot tell: keep working; the gate decides at delivery anyway
+            if not admission.admitted:
+                self.cancel.cancel(admission.reason or "owner gone")
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def _error_payload(kind: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
+    return {"error": kind, "message": str(exc), **extra}
+
+
+class OwnedTask(Task):  # type: ignore[misc]
+    """Base class of owned tasks: reliable settings and the ownership lifecycle."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    serializer = "msgpack"
+    typing = False  # the work function takes an OwnedContext first; callers never pass it
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        runtime = WorkerRuntime.for_app(self.app)
+        wire = self._wire()
+        try:
+            env = runtime.gate.open(wire)
+            if env.args_digest != digest_args(kwargs) or args:
+                raise BadSignature("task arguments do not match the envelope's digest", wire,
+                                   env)
+        except EnvelopeError as exc:
+            verdict = runtime.gate.quarantine_raw(wire, exc)
+            log.warning("quarantined %s message for task %s: %s (dead letter %s)",
+                        exc.reason, self.name, exc, verdict.entry_id)
+            return
+
+        admission = runtime.gate.check(env)
+        if admission.repeat:
+            log.info("callback %s already has a verdict (%s): no work", env.callback_id,
+                     admission.reason)
+            return
+        if not admission.admitted:
+            runtime.gate.deliver(env, {"error": "skipped", "reason": admission.reason},
+                                 kind="error")
+            log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
+                     admission.reason)
+            return
+        self._work(runtime, env, kwargs)
+
+    def _wire(self) -> bytes:
+        headers = self.request.headers or {}
+        value = headers.get(HEADER, getattr(self.request, HEADER, None))
+        if value is None:
+            return repr({"task": self.name, "id": self.request.id,
+                         "headers": sorted(headers)}).encode()
+        return wire_from_header(value)
+
+    def _work(self, runtime: WorkerRuntime, env: Envelope, kwargs: dict[str, Any]) -> None:
+        cancel = CancelToken()
+        watch = OwnerWatch(runtime, env, cancel, runtime.config.check_interval)
+        watch.start()
+        log.info("working on %s callback %s (attempt %d, pid %d)", self.name, env.callback_id,
+                 self.request.retries + 1, os.getpid())
+        try:
+            outcome = self.run(OwnedContext(env, cancel, runtime), **kwargs)
+        except Cancelled as exc:
+            self._deliver(runtime, env, _error_payload("cancelled", exc), "error")
+        except BadRequest as exc:
+            self._deliver(runtime, env, _error_payload("bad_request", exc,
+                                                       field=getattr(exc, "field", None)),
+                          "error")
+        except TransientError as exc:
+            if self.request.retries < runtime.config.max_retries:
+                countdown = exc.retry_after or min(60.0, 2.0 ** self.request.retries)
+                raise self.retry(exc=exc, countdown=countdown * (1 + random.random() / 4),
+                                 max_retries=runtime.config.max_retries) from exc
+            self._deliver(runtime, env, _error_payload("transient", exc,
+                                                       retries=self.request.retries),
+                          "error")
+        except Exception as exc:
+            log.exception("owned task %s failed", self.name)
+            self._deliver(runtime, env, _error_payload(type(exc).__name__, exc), "error")
+        else:
+            if not isinstance(outcome, OwnedResult):
+                outcome = OwnedResult(payload={"value": outcome})
+            refs = [runtime.store.put(data, media_type) for data, media_type in outcome.files]
+            self._deliver(runtime, env, outcome.payload, "result", refs)
+        finally:
+            watch.stop()
+
+    def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
+                 kind: str, refs: list[Any] | None = None) -> None:
+        try:
+            verdict = runtime.gate.deliver(env, payload, refs or [], kind=kind)  # type: ignore[arg-type]
+        except RegistryUnavailable as exc:
+            # nothing was written: try again later; the gate's memo makes a repeat harmless
+            raise self.retry(exc=exc, countdown=5, max_retries=None) from exc
+        if verdict.delivered:
+            log.info("delivered %s callback %s to run %s", kind, env.callback_id, env.run_id)
+        else:
+            log.warning("quarantined callback %s of run %s: %s (%s)", env.callback_id,
+                        env.run_id, verdict.reason, verdict.detail)
+
+
+def owned_task(app: Celery, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Declare an owned task: ``@owned_task(app, name="...")``; route it with task_routes."""
+    return app.task(base=OwnedTask, **options)  # type: ignore[no-any-return]
