@@ -3,18 +3,24 @@ scenarios (#86490, #88001, #92120), worker loss and skipped work."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from celery_workers import SECRET, WorkerProcess
 from helpers import wait_until
+from PIL import Image
 
 from leasegate.broker import Client, DeadLetter, Run
 from leasegate.ownership import RunState
@@ -232,3 +238,104 @@ def test_owner_dead_in_queue_means_no_generation(e2e_redis: RedisServer, e2e_nam
         assert not proc.artifact_dir.exists() or not any(proc.artifact_dir.rglob("*"))
     finally:
         proc.stop()
+
+
+def test_release_cancel_pending_revokes_queued_work(e2e_redis: RedisServer, e2e_namespace: str,
+                                                    tmp_path: Path, client: Client) -> None:
+    """A busy worker (one process) holds a long task; a second run's task waits in the queue.
+    Releasing that run with cancel_pending revokes it: it never runs, and its callback still
+    ends in the dead letters."""
+    proc = WorkerProcess(e2e_redis.url, e2e_namespace, tmp_path, name="busy",
+                         queues="media-busy", LEASEGATE_GENERATOR_LATENCY="3")
+    proc.start()
+    client.tasks["image_generate"] = ("leasegate.image_generate", "media-busy")
+    try:
+        long_run = client.start_run(job(), prompt="slow one", ttl=60)
+        busy = long_run.submit("image_generate", prompt="slow", size="256x256")
+        proc.wait_log(f"callback {busy} (attempt 1")
+        run = client.start_run(job(), prompt="changed my mind", ttl=60)
+        queued = run.submit("image_generate", prompt="not needed", size="256x256")
+        report = run.release("cancelled", cancel_pending=True)
+        assert report.pending == {queued: "image_generate"} and report.cancelled
+        letter = letter_for(client, run, queued)
+        assert letter.reason == "run_released"
+        assert letter.payload == {"error": "cancelled", "reason": "revoked"}
+        assert f"callback {queued} (attempt" not in proc.log()
+        assert long_run.inbox.wait_for([busy], timeout=30)[busy].kind == "result"
+    finally:
+        proc.stop()
+
+
+class ImagesAPI:
+    """A small OpenAI-compatible images endpoint: scripted replies, in order."""
+
+    def __init__(self, script: list[str]) -> None:
+        png = io.BytesIO()
+        Image.new("RGB", (256, 256), (10, 120, 200)).save(png, format="PNG")
+        ok = json.dumps({"created": 0, "data": [
+            {"b64_json": base64.b64encode(png.getvalue()).decode()}]}).encode()
+        self.script: list[str] = list(script)
+        self.requests: list[dict[str, object]] = []
+        self.release = threading.Event()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                api.requests.append(json.loads(body))
+                step = api.script.pop(0) if api.script else "ok"
+                if step == "stall":  # hold the connection until the test lets go
+                    api.release.wait(10)
+                    return
+                status, payload = (429, b'{"error": {"message": "slow down"}}') \
+                    if step == "429" else (200, ok)
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_openai_backend_through_a_real_worker(e2e_redis: RedisServer, e2e_namespace: str,
+                                              tmp_path: Path, client: Client) -> None:
+    api = ImagesAPI(["429", "ok", "stall", "stall"])
+    proc = WorkerProcess(e2e_redis.url, e2e_namespace, tmp_path, name="openai",
+                         queues="media-openai", LEASEGATE_GENERATOR="openai",
+                         LEASEGATE_OPENAI_BASE_URL=api.url, LEASEGATE_OPENAI_API_KEY="sk-e2e",
+                         LEASEGATE_OPENAI_TIMEOUT="0.3", LEASEGATE_OPENAI_MAX_RETRIES="0",
+                         LEASEGATE_OPENAI_BACKOFF="0.05", LEASEGATE_MAX_RETRIES="1")
+    proc.start()
+    client.tasks["image_generate"] = ("leasegate.image_generate", "media-openai")
+    try:
+        run = client.start_run(job(), prompt="use the provider", ttl=60)
+        first = run.submit("image_generate", prompt="a blue square", size="256x256")
+        got = run.inbox.wait_for([first], timeout=30)[first]
+        assert got.kind == "result" and len(got.artifacts) == 1
+        assert got.payload["generator"] == "openai"
+        # 429 then success: the provider saw the same request twice
+        assert [r["prompt"] for r in api.requests] == ["a blue square"] * 2
+
+        second = run.submit("image_generate", prompt="never answered", size="256x256")
+        err = run.inbox.wait_for([second], timeout=30)[second]
+        assert err.kind == "error" and err.payload["error"] == "transient"
+        assert err.payload["retries"] == 1  # one Celery retry under the same callback id
+        assert [r["prompt"] for r in api.requests[2:]] == ["never answered"] * 2
+        assert [e.callback_id for e in run.inbox.entries()].count(second) == 1
+    finally:
+        proc.stop()
+        api.close()

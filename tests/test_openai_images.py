@@ -29,7 +29,8 @@ from leasegate.workers.openai_images import OpenAIImagesGenerator
 
 KEY = "sk-test-0123456789abcdef"
 ENV_VARS = ("LEASEGATE_OPENAI_BASE_URL", "LEASEGATE_OPENAI_API_KEY", "OPENAI_API_KEY",
-            "LEASEGATE_OPENAI_MODEL", "LEASEGATE_OPENAI_TIMEOUT")
+            "LEASEGATE_OPENAI_MODEL", "LEASEGATE_OPENAI_TIMEOUT", "LEASEGATE_OPENAI_MAX_RETRIES",
+            "LEASEGATE_OPENAI_BACKOFF")
 
 
 def image_bytes(size: tuple[int, int] = (256, 256), fmt: str = "PNG") -> bytes:

@@ -82,19 +82,21 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
 
 
 @task_revoked.connect  # type: ignore[untyped-decorator]
-def quarantine_revoked(request: Any = None, **_: Any) -> None:
+def quarantine_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     """A revoked owned task never runs; its callback still ends in exactly one place."""
-    task = getattr(request, "task", None)
-    if not isinstance(task, OwnedTask):
+    if not isinstance(sender, OwnedTask):
         return
-    headers = getattr(getattr(request, "message", None), "headers", None) or {}
-    if HEADER not in headers:
+    # request is the task's Context: message headers are its attributes
+    value = getattr(request, HEADER, None) or (getattr(request, "headers", None) or {}).get(HEADER)
+    if value is None:
         return
-    runtime = WorkerRuntime.for_app(task.app)
-    wire = wire_from_header(headers[HEADER])
+    runtime = WorkerRuntime.for_app(sender.app)
+    wire = wire_from_header(value)
     try:
         env = runtime.gate.open(wire)
     except EnvelopeError as exc:
         runtime.gate.quarantine_raw(wire, exc)
         return
-    runtime.gate.deliver(env, {"error": "cancelled", "reason": "revoked"}, kind="error")
+    verdict = runtime.gate.deliver(env, {"error": "cancelled", "reason": "revoked"},
+                                   kind="error")
+    log.info("revoked callback %s: %s", env.callback_id, verdict.reason or "delivered")

@@ -49,6 +49,8 @@ ENV_API_KEY = "LEASEGATE_OPENAI_API_KEY"
 ENV_API_KEY_FALLBACK = "OPENAI_API_KEY"
 ENV_MODEL = "LEASEGATE_OPENAI_MODEL"
 ENV_TIMEOUT = "LEASEGATE_OPENAI_TIMEOUT"
+ENV_MAX_RETRIES = "LEASEGATE_OPENAI_MAX_RETRIES"
+ENV_BACKOFF = "LEASEGATE_OPENAI_BACKOFF"
 MAX_DELAY = 60.0  # cap on one backoff or Retry-After wait: a longer one is the task's to make
 MAX_RESPONSE_BYTES = 64 << 20  # four base64 1792x1024 PNGs fit many times over
 MAX_ERROR_CHARS = 300
@@ -107,12 +109,15 @@ class OpenAIImagesGenerator:
             options["api_key"] = api_key
         if model := os.environ.get(ENV_MODEL):
             options["model"] = model
-        if timeout := os.environ.get(ENV_TIMEOUT):
-            try:
-                options["timeout"] = float(timeout)
-            except ValueError:
-                raise ValueError(f"{ENV_TIMEOUT} must be a number of seconds, "
-                                 f"not {timeout!r:.40}") from None
+        for name, option, kind in ((ENV_TIMEOUT, "timeout", float),
+                                   (ENV_MAX_RETRIES, "max_retries", int),
+                                   (ENV_BACKOFF, "backoff", float)):
+            if raw := os.environ.get(name):
+                try:
+                    options[option] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}"
+                                     f", not {raw!r:.40}") from None
         options.update(overrides)
         if not options.get("api_key"):
             raise ValueError(f"no API key for the openai generator: set {ENV_API_KEY} "
