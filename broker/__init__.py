@@ -2,7 +2,16 @@
 
 from .artifacts import ArtifactRef, FileArtifactStore
 from .client import Client, Run
-from .deadletters import DeadLetter, DeadLetters, LetterNotFound
+from .deadletters import (
+    DeadLetter,
+    DeadLetters,
+    LetterGone,
+    LetterNotFound,
+    Page,
+    ReplayRefused,
+    ReplayResult,
+    Stats,
+)
 from .envelope import BadSignature, Envelope, EnvelopeError, MalformedEnvelope
 from .gate import Gate, Verdict
 from .inbox import Entry, Inbox
@@ -20,9 +29,14 @@ __all__ = [
     "FileArtifactStore",
     "Gate",
     "Inbox",
+    "LetterGone",
     "LetterNotFound",
     "MalformedEnvelope",
+    "Page",
+    "ReplayRefused",
+    "ReplayResult",
     "Run",
     "Settings",
+    "Stats",
     "Verdict",
 ]

@@ -1,10 +1,11 @@
 --[[
   Would the gate deliver this callback now? Read-only: workers ask before spending GPU
-  minutes, and between steps while they work. Same rules and clock as deliver-7.lua.
+  minutes, and between steps while they work. Same rules and clock as deliver-8.lua.
 
   Input:
     KEYS[1] run record     <ns>:{<sk>}:run:<run id>
     KEYS[2] callback memo  <ns>:{<sk>}:cb:<callback id>
+    KEYS[3] inbox          <ns>:{<sk>}:run:<run id>:inbox
 
     ARGV[1] fence   ARGV[2] deadline (ms, server time)
 
@@ -30,4 +31,5 @@ local reasons = {unknown = 'unknown_run', expired = 'lease_expired', released = 
 if reasons[state] then return {0, reasons[state], 0} end
 if rec[3] ~= ARGV[1] then return {0, 'unknown_run', 0} end
 if now > tonumber(ARGV[2]) then return {0, 'deadline_passed', 0} end
+if redis.call('EXISTS', KEYS[3]) == 0 then return {0, 'unknown_run', 0} end
 return {1, '', 0}

@@ -1,9 +1,11 @@
 """The gate: the one place where a finished background result is handed to its owner or
-quarantined. The decision and the write are one Lua script (deliver-7.lua)."""
+quarantined. The decision and the write are one Lua script (deliver-8.lua)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +20,8 @@ from .artifacts import ArtifactRef
 from .envelope import RAW_CAP, Envelope, EnvelopeError
 from .keys import BrokerKeys
 from .settings import Settings
+
+quarantine_log = logging.getLogger("leasegate.quarantine")
 
 REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
            "malformed", "bad_signature")
@@ -55,6 +59,14 @@ class Verdict:
     @property
     def dead_letter_id(self) -> str | None:
         return None if self.delivered else self.entry_id
+
+
+def log_quarantine(verdict: Verdict, fields: dict[str, Any]) -> None:
+    """One JSON line per quarantine, with every ownership field, for log pipelines."""
+    fields.pop("sig", None)
+    record = {"event": "leasegate.quarantined", "dead_letter_id": verdict.entry_id,
+              "reason": verdict.reason, "detail": verdict.detail, **fields}
+    quarantine_log.warning(json.dumps(record, sort_keys=True, default=str))
 
 
 def pack_body(field: str, value: Any, limit: int) -> bytes:
@@ -102,7 +114,8 @@ class Gate:
     def check(self, env: Envelope) -> Admission:
         """Would ``env``'s callback be delivered now? ``repeat``: it already has a verdict."""
         keys = [self.keys.run(env.session_key, env.run_id),
-                self.keys.callback(env.session_key, env.callback_id)]
+                self.keys.callback(env.session_key, env.callback_id),
+                self.keys.inbox(env.session_key, env.run_id)]
         with unavailable_as_error():
             reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms])
         return Admission(int(reply[0]) == 1, _text(reply[1]) or None, int(reply[2]) == 1)
@@ -115,27 +128,34 @@ class Gate:
         sk, run_id = env.session_key, env.run_id
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
-                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dlq]
+                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dlq, k.metrics]
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
                 int(s.dlq_max_age * 1000), s.dlq_max_len, s.dlq_body_cap, k.run_prefix(sk)]
         with unavailable_as_error():
             reply = self.scripts("deliver", keys, args)
-        return self._verdict(reply, env.callback_id, sk, run_id)
+        verdict = self._verdict(reply, env.callback_id, sk, run_id)
+        if not verdict.delivered and not verdict.repeat:
+            log_quarantine(verdict, {**env.to_dict(), "kind": kind})
+        return verdict
 
     def quarantine_raw(self, wire: bytes | Any, error: EnvelopeError) -> Verdict:
         """Dead-letter input that never became a trustworthy envelope, raw bytes kept (capped)."""
         raw = wire if isinstance(wire, bytes) else repr(wire).encode()
         claimed = getattr(error, "claimed", None) or {}
-        keys = [self.keys.dlq, self.keys.raw_memo(hashlib.sha256(raw).hexdigest())]
+        keys = [self.keys.dlq, self.keys.raw_memo(hashlib.sha256(raw).hexdigest()),
+                self.keys.metrics]
         args = [error.reason, str(error), raw[:RAW_CAP], len(raw),
                 int(self.settings.dlq_max_age * 1000), self.settings.dlq_max_len,
                 str(claimed.get("session_key", "")), str(claimed.get("tool", "")),
                 str(claimed.get("task_id", ""))]
         with unavailable_as_error():
             reply = self.scripts("quarantine", keys, args)
-        return self._verdict(reply, None, None, None)
+        verdict = self._verdict(reply, None, None, None)
+        if not verdict.repeat:
+            log_quarantine(verdict, {"raw_size": len(raw), "claimed": claimed})
+        return verdict
 
     @staticmethod
     def _verdict(reply: Sequence[Any], callback_id: str | None, session_key: str | None,

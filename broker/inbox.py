@@ -58,10 +58,12 @@ class Entry:
             "delivered_at": int(text["at"]) / 1000 if text.get("at") else None,
             "submitted_at": int(text["sub"]) / 1000 if text.get("sub") else None,
         }
-        for extra, name in (("dlq", "dead_letter_id"), ("orig_run", "original_run_id"),
-                            ("orig_fence", "original_fence")):
-            if text.get(extra):
-                provenance[name] = text[extra]
+        if text.get("dlq"):  # a recovered entry: where it was, and whose it was
+            provenance["dead_letter_id"] = text["dlq"]
+            provenance["original_run_id"] = text.get("orig_run") or None
+            provenance["original_fence"] = int(text["orig_fence"]) if text.get(
+                "orig_fence") else None
+            provenance["original_kind"] = text.get("orig_kind") or None
         return cls(
             id=_text(entry_id),
             seq=int(text["seq"]),

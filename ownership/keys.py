@@ -62,6 +62,11 @@ class Keys:
     def run(self, session_key: str, run_id: str) -> str:
         return self.run_prefix(session_key) + run_id
 
+    @property
+    def metrics(self) -> str:
+        """Deployment-wide counters (a hash) that the metrics exporter reads."""
+        return self.global_key("metrics")
+
     def global_key(self, name: str) -> str:
         """A deployment-wide key (not tied to one session key)."""
         return f"{self.namespace}:{name}"

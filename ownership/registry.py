@@ -157,7 +157,8 @@ class Registry:
         return self._extend(lease, "parked", _ms("until", until, self.max_park))
 
     def _extend(self, lease: Lease, state: str, duration_ms: int) -> Lease:
-        keys = self.run_keys(lease.session_key, lease.run_id)
+        run_key, owner, *companions = self.run_keys(lease.session_key, lease.run_id)
+        keys = [run_key, owner, self.keys.metrics, *companions]
         with unavailable_as_error():
             reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
                                                   self.retention_ms])

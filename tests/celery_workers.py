@@ -17,7 +17,7 @@ class WorkerProcess:
     """``celery -A leasegate.workers worker`` (prefork) as a child process with its own log."""
 
     def __init__(self, redis_url: str, namespace: str, workdir: Path, *, name: str = "w1",
-                 concurrency: int = 1, queues: str = "media,celery",
+                 concurrency: int = 1, queues: str = "media,celery", events: bool = False,
                  **env_overrides: str) -> None:
         self.log_path = workdir / f"{name}.log"
         self.artifact_dir = workdir / "artifacts"
@@ -33,7 +33,7 @@ class WorkerProcess:
         self.args = [sys.executable, "-m", "celery", "-A", "leasegate.workers", "worker",
                      "-P", "prefork", "-c", str(concurrency), "-Q", queues,
                      "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip",
-                     "--without-mingle", "--without-heartbeat"]
+                     "--without-mingle", "--without-heartbeat", *(["-E"] if events else [])]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:

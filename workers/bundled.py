@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from .config import WorkerConfig
-from .install import install
+from .integration import install
 
 config = WorkerConfig.from_env()
 app = Celery("leasegate", broker=config.broker_url, set_as_current=False)

@@ -43,6 +43,7 @@ class WorkerConfig:
     media_queue: str = "media"
     max_retries: int = 5               # transient provider errors, same callback id each time
     cron_file: str | None = None       # JSON list of cron jobs (see leasegate.workers.cron)
+    metrics_port: int | None = None    # a worker serves /metrics itself when set
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -66,6 +67,7 @@ class WorkerConfig:
                                       max(cls.visibility_timeout, max_deadline + 300)),
             media_queue=env.get("LEASEGATE_MEDIA_QUEUE") or cls.media_queue,
             cron_file=env.get("LEASEGATE_CRON_FILE") or None,
+            metrics_port=int(_float(env, "LEASEGATE_METRICS_PORT", 0, inclusive=True)) or None,
             max_retries=int(_float(env, "LEASEGATE_MAX_RETRIES", cls.max_retries,
                                    inclusive=True)),
         )

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import task_revoked
+from celery.signals import task_revoked, worker_ready
 from kombu.entity import Queue
 
 from leasegate.broker.client import HEADER, wire_from_header
@@ -31,6 +31,8 @@ class StartupCheck(bootsteps.Step):  # type: ignore[misc]
         except ConfigError as exc:
             # SystemExit: the worker stops with status 1 and this one line, not a traceback
             raise SystemExit(f"leasegate: worker refused to start: {exc}") from None
+        # -E lives on the worker, not in conf: pool processes read it to send our events
+        worker.app.conf.worker_send_task_events = bool(getattr(worker, "task_events", False))
         super().__init__(worker, **kwargs)
 
     @staticmethod
@@ -45,6 +47,25 @@ class StartupCheck(bootsteps.Step):  # type: ignore[misc]
                 f"broker_transport_options visibility_timeout={timeout:g} s does not exceed "
                 f"LEASEGATE_MAX_DEADLINE={config.max_deadline:g} s: a running task would be "
                 "redelivered. Raise visibility_timeout.")
+        check_no_eviction(config.redis_url)
+
+
+def check_no_eviction(redis_url: str) -> None:
+    """An evicted lease or dead letter is lost data: Redis must refuse writes instead."""
+    from leasegate.ownership.registry import connect
+
+    client = connect(redis_url)
+    try:
+        policy = str(client.info("memory").get("maxmemory_policy", "unknown"))
+    except Exception as exc:
+        raise ConfigError(f"cannot reach Redis at LEASEGATE_REDIS_URL ({exc})") from exc
+    finally:
+        client.close()
+    if policy != "noeviction":
+        raise ConfigError(
+            f"Redis maxmemory-policy is {policy!r}: it may evict leases and dead letters. "
+            "Set `maxmemory-policy noeviction` (redis.conf, or CONFIG SET maxmemory-policy "
+            "noeviction) on the Redis leasegate uses.")
 
 
 def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
@@ -67,6 +88,7 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}
     routes.setdefault(TASK_NAME, {"queue": config.media_queue})
     conf.task_routes = routes
+    conf.worker_consumer = "leasegate.workers.consumer:LeasegateConsumer"  # quarantine bad input
     app.steps["worker"].add(StartupCheck)
     if TASK_NAME not in app.tasks:
         owned_task(app, name=TASK_NAME)(image_generate)  # routed by task_routes
@@ -79,6 +101,18 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     if config.cron_file:
         install_cron(app, load_jobs(config.cron_file))
     return app
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def serve_worker_metrics(sender: Any = None, **_: Any) -> None:
+    """With LEASEGATE_METRICS_PORT, a worker serves its processes' metrics itself."""
+    config: WorkerConfig | None = getattr(getattr(sender, "app", None), "leasegate_config", None)
+    if config is None or not config.metrics_port:
+        return
+    from .metrics import process_registry, serve
+
+    serve(process_registry(), config.metrics_port)
+    log.info("leasegate worker metrics on port %d", config.metrics_port)
 
 
 @task_revoked.connect  # type: ignore[untyped-decorator]

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from .generators import (
     TransientError,
     load_generator,
 )
+from .metrics import GATE_LATENCY
 
 log = logging.getLogger("leasegate.workers")
 
@@ -154,8 +156,10 @@ class OwnedTask(Task):  # type: ignore[misc]
                      admission.reason)
             return
         if not admission.admitted:
-            runtime.gate.deliver(env, {"error": "skipped", "reason": admission.reason},
-                                 kind="error")
+            self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
+                          "error")
+            runtime.client.redis.hincrby(runtime.client.keys.metrics,
+                                         f"skipped:{admission.reason}:{env.tool}", 1)
             log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
                      admission.reason)
             return
@@ -204,16 +208,22 @@ class OwnedTask(Task):  # type: ignore[misc]
 
     def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
                  kind: str, refs: list[Any] | None = None) -> None:
+        started = time.perf_counter()
         try:
             verdict = runtime.gate.deliver(env, payload, refs or [], kind=kind)  # type: ignore[arg-type]
         except RegistryUnavailable as exc:
             # nothing was written: try again later; the gate's memo makes a repeat harmless
             raise self.retry(exc=exc, countdown=5, max_retries=None) from exc
+        GATE_LATENCY.observe(time.perf_counter() - started)
         if verdict.delivered:
             log.info("delivered %s callback %s to run %s", kind, env.callback_id, env.run_id)
-        else:
-            log.warning("quarantined callback %s of run %s: %s (%s)", env.callback_id,
-                        env.run_id, verdict.reason, verdict.detail)
+        if self.app.conf.worker_send_task_events and not verdict.repeat:
+            # for `celery events` and Flower: the ownership fields of every verdict
+            self.send_event(
+                "leasegate-delivered" if verdict.delivered else "leasegate-quarantined",
+                callback_id=env.callback_id, session_key=env.session_key, run_id=env.run_id,
+                fence=env.fence, tool=env.tool, kind=kind, reason=verdict.reason,
+                entry_id=verdict.entry_id, detail=verdict.detail)
 
 
 def owned_task(app: Celery, **options: Any) -> Callable[[Callable[..., Any]], Any]:

@@ -72,3 +72,28 @@ local function dead_letter(dlq_prefix, reason, sk, tool, fields, now, max_age_ms
   sweep(dlq_prefix, now, max_age_ms, max_len, 16)
   return id
 end
+
+-- Retire a held letter by hand (discard, purge): like tombstone(), but the new state and who
+-- asked are the caller's. Returns the state it had, or false if it was not held (gone or
+-- already a tombstone).
+local function retire(dlq_prefix, id, state, now, by, note, keep_ms)
+  local key = letter_key(dlq_prefix, id)
+  local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state')
+  if not f[4] or f[4] == 'expired' or f[4] == 'discarded' then return false end
+  redis.call('HINCRBY', dlq_prefix .. ':stats', 'state:' .. f[4], -1)
+  redis.call('HDEL', key, 'body', 'raw', 'arts')
+  add_history(dlq_prefix, key, state, now, by, note)
+  redis.call('PEXPIRE', key, keep_ms)
+  for _, idx in ipairs(index_keys(dlq_prefix, f[1], f[2], f[3])) do
+    redis.call('ZREM', idx, id)
+  end
+  redis.call('XDEL', dlq_prefix, id)
+  return f[4]
+end
+
+-- Move a held letter to another held state (redelivered, archived): it stays in the stream and
+-- the indexes, so operators still find it; the per-state counters follow.
+local function change_state(dlq_prefix, key, from, to, now, by, note)
+  redis.call('HINCRBY', dlq_prefix .. ':stats', 'state:' .. from, -1)
+  add_history(dlq_prefix, key, to, now, by, note)
+end

@@ -5,7 +5,8 @@
   Input:
     KEYS[1]     run record   <ns>:{<sk>}:run:<run id>
     KEYS[2]     owner pointer <ns>:{<sk>}:owner
-    KEYS[3..n]  companion keys of the run (inbox, resume signals, ...): same expiry as the record
+    KEYS[3]     counters      <ns>:metrics   (renew_failed:<reason> moves on every refusal)
+    KEYS[4..n]  companion keys of the run (inbox, resume signals, ...): same expiry as the record
 
     ARGV[1] fence the caller holds
     ARGV[2] new state        'live' (renew) | 'parked' (park)
@@ -23,9 +24,15 @@
 local now = now_ms()
 local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'ttl')
 local state = effective_state(rec[1], rec[2], now)
-if state ~= 'live' and state ~= 'parked' then return {-2, state} end
+if state ~= 'live' and state ~= 'parked' then
+  redis.call('HINCRBY', KEYS[3], 'renew_failed:' .. state, 1)
+  return {-2, state}
+end
 -- a run id is never reused, so a different fence means a different (forged or stale) lease
-if rec[3] ~= ARGV[1] then return {-2, 'unknown'} end
+if rec[3] ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[3], 'renew_failed:unknown', 1)
+  return {-2, 'unknown'}
+end
 
 local ttl = tonumber(rec[4])
 local duration = tonumber(ARGV[3])
@@ -35,5 +42,6 @@ if ARGV[2] == 'live' then
 end
 local exp = now + duration
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'exp', exp, 'ttl', ttl, 'updated', now)
-touch_run(1, #KEYS, exp + tonumber(ARGV[4]))
+touch_run(1, 2, exp + tonumber(ARGV[4]))
+touch_run(4, #KEYS, exp + tonumber(ARGV[4]))
 return {0, exp, now, ttl}

@@ -10,6 +10,7 @@
     KEYS[5] pending         <ns>:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
     KEYS[6] callback memo   <ns>:{<sk>}:cb:<callback id>        (the first verdict, for repeats)
     KEYS[7] dead letters    <ns>:dlq                            (stream; also touches <ns>:dlq:*)
+    KEYS[8] counters        <ns>:metrics   (delivered:<tool> / quarantined:<reason>:<tool>)
 
     ARGV[1] run id            ARGV[2] fence               ARGV[3] callback id
     ARGV[4] session key       ARGV[5] tool                ARGV[6] task id
@@ -49,6 +50,9 @@ elseif rec[3] ~= ARGV[2] then
   reason, detail = 'unknown_run', 'fence ' .. ARGV[2] .. ' is not the run\'s fence ' .. rec[3]
 elseif now > tonumber(ARGV[11]) then
   reason, detail = 'deadline_passed', 'deadline ' .. ARGV[11] .. ' passed at ' .. now
+elseif redis.call('EXISTS', KEYS[3]) == 0 then
+  -- a lease taken without start_run has no prompt: a callback must never become entry 1
+  reason, detail = 'unknown_run', 'run ' .. ARGV[1] .. ' has no inbox (not started with a prompt)'
 end
 
 local memo_ttl = tonumber(ARGV[12])
@@ -65,6 +69,7 @@ if reason == nil then
   redis.call('HSET', KEYS[6], 'd', 1, 'reason', '', 'entry', id, 'seq', seq, 'detail', state,
              'at', now)
   redis.call('PEXPIRE', KEYS[6], memo_ttl)
+  redis.call('HINCRBY', KEYS[8], 'delivered:' .. ARGV[5], 1)
   return {1, '', id, seq, 0, state}
 end
 
@@ -85,4 +90,5 @@ redis.call('HDEL', KEYS[5], ARGV[3])
 redis.call('HSET', KEYS[6], 'd', 0, 'reason', reason, 'entry', dlq_id, 'seq', 0,
            'detail', detail, 'at', now)
 redis.call('PEXPIRE', KEYS[6], memo_ttl)
+redis.call('HINCRBY', KEYS[8], 'quarantined:' .. reason .. ':' .. ARGV[5], 1)
 return {0, reason, dlq_id, 0, 0, detail}

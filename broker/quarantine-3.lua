@@ -5,6 +5,7 @@
   Input:
     KEYS[1] dead letters   <ns>:dlq                       (stream; also touches <ns>:dlq:*)
     KEYS[2] raw memo       <ns>:dlq:raw:<sha256 of the raw bytes>  (one letter per distinct input)
+    KEYS[3] counters       <ns>:metrics   (quarantined:<reason>:unverified)
 
     ARGV[1] reason 'malformed' | 'bad_signature'   ARGV[2] detail (the decoder's message)
     ARGV[3] raw bytes (already capped)              ARGV[4] raw size before capping
@@ -27,4 +28,6 @@ local fields = {'detail', ARGV[2], 'raw', ARGV[3], 'raw_size', ARGV[4], 'complet
 local id = dead_letter(KEYS[1], ARGV[1], '', '', fields, now, tonumber(ARGV[5]),
                        tonumber(ARGV[6]))
 redis.call('SET', KEYS[2], id, 'PX', tonumber(ARGV[5]))
+-- never a claimed tool as a label: untrusted input must not pick metric names
+redis.call('HINCRBY', KEYS[3], 'quarantined:' .. ARGV[1] .. ':unverified', 1)
 return {0, ARGV[1], id, 0, 0, ARGV[2]}

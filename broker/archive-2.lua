@@ -1,0 +1,25 @@
+--[[
+  Settle one dead letter a drain consumer has handed over: a letter still quarantined becomes
+  'archived'; either way the entry is acknowledged in the drain's consumer group. One step, so
+  a crash leaves it either pending (handed over again) or archived and acknowledged.
+
+  Input:
+    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:stats)
+    KEYS[2] letter        <ns>:dlq:letter:<dlq id>
+
+    ARGV[1] consumer group   ARGV[2] dlq id (= its stream entry id)   ARGV[3] by (who)
+    ARGV[4] note (the consumer's name)
+
+  Output:
+    {1, 'archived'}   archived and acknowledged
+    {0, state}        acknowledged only: the letter was no longer quarantined ('' if gone)
+]]
+-- @include "now"
+-- @include "deadLetter"
+
+local now = now_ms()
+local state = redis.call('HGET', KEYS[2], 'state')
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if state ~= 'quarantined' then return {0, state or ''} end
+change_state(KEYS[1], KEYS[2], 'quarantined', 'archived', now, ARGV[3], ARGV[4])
+return {1, 'archived'}

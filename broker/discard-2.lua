@@ -1,0 +1,25 @@
+--[[
+  Discard one dead letter by hand: it becomes a 'discarded' tombstone (record and history kept
+  for max-age, payload, raw bytes and artifact references dropped), out of the stream and the
+  indexes. Whatever artifacts only it referenced become collectable.
+
+  Input:
+    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:idx:*, <ns>:dlq:stats)
+    KEYS[2] letter        <ns>:dlq:letter:<dlq id>
+
+    ARGV[1] dlq id   ARGV[2] by (who)   ARGV[3] tombstone ttl (ms)   ARGV[4] note
+
+  Output:
+     {0, state it had}  discarded
+    {-1, ''}            ERR_NOT_FOUND: no such letter, not even a tombstone
+    {-2, state}         ERR_GONE: already a tombstone, 'expired' | 'discarded'
+]]
+-- @include "now"
+-- @include "deadLetter"
+
+local now = now_ms()
+local state = redis.call('HGET', KEYS[2], 'state')
+if not state then return {-1, ''} end
+local had = retire(KEYS[1], ARGV[1], 'discarded', now, ARGV[2], ARGV[4], tonumber(ARGV[3]))
+if not had then return {-2, state} end
+return {0, had}
