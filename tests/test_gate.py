@@ -320,3 +320,14 @@ def test_bad_input_names_the_field(broker_client: Client) -> None:
         broker_client.start_run(sk(), prompt="x" * 300_000)
     with pytest.raises(ValueError, match="secret"):
         Client(broker_client.redis, "x", secret=b"short")
+
+
+def test_run_without_inbox_never_gets_a_callback_as_entry_one(broker_client: Client) -> None:
+    """A lease taken straight from the registry has no prompt: the gate refuses to make a
+    callback its entry 1."""
+    lease = broker_client.registry.acquire(sk(), ttl=30)
+    run = Run(broker_client, lease)
+    verdict = broker_client.gate.deliver(run.envelope("image_generate", {}), result={})
+    assert (verdict.delivered, verdict.reason) == (False, "unknown_run")
+    assert "no inbox" in verdict.detail
+    assert run.inbox.entries() == []
