@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from leasegate.ownership.server import terminate
+
 SECRET = "e2e-secret-0123456789abcdef"
 
 
@@ -70,12 +72,7 @@ class WorkerProcess:
         """Warm shutdown (SIGTERM), SIGKILL after ``timeout``; no child is left behind."""
         if self.process and self.process.poll() is None:
             children = self.children()
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process, timeout)
             for pid in children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
