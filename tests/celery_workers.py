@@ -42,7 +42,11 @@ class WorkerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(self.args, env=self.env, stdout=self._log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.wait_log(" ready.", timeout)
+        try:
+            self.wait_log(" ready.", timeout)
+        except BaseException:
+            self.stop()  # a worker that never came up leaves no process and no open file
+            raise
         return self
 
     def log(self) -> str:
