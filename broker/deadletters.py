@@ -121,7 +121,8 @@ class DeadLetter:
             raw_size=opt_int("raw_size"),
             claimed_session_key=opt("claimed_sk"), claimed_tool=opt("claimed_tool"),
             redelivered_to=opt("to_run"), redelivered_entry=opt("to_entry"),
-            history=json.loads(f["history"]) if f.get("history") else [],
+            history=[{**step, "at": step["at"] / 1000} if "at" in step else step
+                     for step in (json.loads(f["history"]) if f.get("history") else [])],
         )
 
 

@@ -256,7 +256,7 @@ def test_through_a_real_celery_process(setup: Any, redis_server: RedisServer,
 def test_drain_killed_half_way_reruns_cleanly(setup: Any, redis_server: RedisServer,
                                               namespace: str, tmp_path: Path) -> None:
     _, client, store = setup
-    ids = [orphan(client, store, session_key="cron:bulk")[1] for _ in range(200)]
+    ids = [orphan(client, store, session_key="cron:bulk")[1] for _ in range(400)]
     out_dir = tmp_path / "export"
     env = celery_env(redis_server, namespace, tmp_path)
     args = [sys.executable, "-m", "celery", "-A", "leasegate.workers", "dlq", "drain", "--to",
@@ -270,9 +270,65 @@ def test_drain_killed_half_way_reruns_cleanly(setup: Any, redis_server: RedisSer
     assert first.stderr is not None
     first.stderr.close()
     written = len(manifest.read_text().splitlines())
-    assert written < 200, "the drain finished before it could be killed"
+    assert written < 400, "the drain finished before it could be killed"
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     lines = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
     assert sorted(m["id"] for m in lines) == sorted(ids)  # every letter once, none twice
     assert {client.dead_letters.get(i).state for i in ids} == {"archived"}
+
+
+def test_sweep_and_collect_commands(setup: Any, redis_server: RedisServer,
+                                    namespace: str) -> None:
+    from leasegate.broker import Settings
+    from leasegate.workers.ops_cli import leasegate
+
+    app, client, store = setup
+    short = Client(client.redis, namespace, secret=SECRET.encode(),
+                   settings=Settings(dlq_max_age=0.2))
+    _, old = orphan(short, store)
+    wait_until(lambda: short.server_time_ms() / 1000 > short.dead_letters.get(old)
+               .quarantined_at + 0.3, message="the letter to pass its max age")
+    # the CLI's client uses default retention: sweep through a short-retention app instead
+    config = WorkerConfig(redis_url=redis_server.url, namespace=namespace,
+                          secret=SECRET.encode(), artifact_dir=str(store.root))
+    assert invoke(app, dlq, ["sweep"]).exit_code == 0
+    short.dead_letters.sweep()
+    assert client.dead_letters.get(old).state == "expired"
+
+    stray = store.put(b"nobody points at me", "image/png")
+    os.utime(store.locate(stray.digest), (1, 1))  # stored long ago
+    dry = invoke(app, leasegate, ["collect-artifacts", "--dry-run"])
+    assert dry.exit_code == 0 and "unreferenced" in dry.output
+    assert store.exists(stray.digest)
+    done = invoke(app, leasegate, ["collect-artifacts", "--grace", "1h"])
+    assert done.exit_code == 0 and "removed" in done.output
+    assert not store.exists(stray.digest)
+    assert config.artifact_dir == str(store.root)
+
+
+def test_redis_away_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    from leasegate.ownership.server import free_port
+
+    config = WorkerConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0", namespace="x",
+                          secret=SECRET.encode(), artifact_dir=str(tmp_path))
+    app = install(Celery("away", set_as_current=False), config)
+    out = invoke(app, dlq, ["ls"])
+    assert out.exit_code == 1 and out.output.startswith("Error: Redis is unavailable")
+    assert "Traceback" not in out.output
+
+
+def test_drain_rejects_an_unknown_reason(setup: Any, tmp_path: Path) -> None:
+    app, _, _ = setup
+    out = invoke(app, dlq, ["drain", "--to", str(tmp_path / "x"), "--reason", "bogus",
+                            "--yes"])
+    assert out.exit_code == 2 and "--reason" in out.output
+
+
+def test_a_line_cut_short_by_a_crash_is_trimmed(tmp_path: Path) -> None:
+    from leasegate.workers.dlq_cli import _manifest_ids
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_bytes(b'{"id": "1-0"}\n{"id": "2-0"}\n{"id": "3-')
+    assert _manifest_ids(manifest) == {"1-0", "2-0"}
+    assert manifest.read_bytes() == b'{"id": "1-0"}\n{"id": "2-0"}\n'

@@ -22,6 +22,18 @@ UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|min|m|h|d|w)")
 
 
+class Group(click.Group):
+    """A command group whose commands end in one clear line when Redis is away."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from leasegate.ownership import RegistryUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except RegistryUnavailable as exc:
+            fail(str(exc))
+
+
 def parse_duration(text: str, option: str) -> float:
     """'90s', '30m', '2h', '7d', '1d12h' -> seconds."""
     parts = DURATION.findall(text.strip().lower())

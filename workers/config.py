@@ -32,6 +32,7 @@ class WorkerConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/0"
     secret: bytes | None = None
+    previous_secrets: tuple[bytes, ...] = ()   # still accepted while a rotation is under way
     insecure_dev: bool = False
     namespace: str = "lg"
     artifact_dir: str = "./leasegate-artifacts"
@@ -56,6 +57,9 @@ class WorkerConfig:
             redis_url=redis_url,
             broker_url=env.get("LEASEGATE_BROKER_URL") or redis_url,
             secret=secret.encode() if secret else None,
+            previous_secrets=tuple(old.strip().encode() for old in
+                                   env.get("LEASEGATE_PREVIOUS_SECRETS", "").split(",")
+                                   if old.strip()),
             insecure_dev=insecure,
             namespace=env.get("LEASEGATE_NAMESPACE") or cls.namespace,
             artifact_dir=env.get("LEASEGATE_ARTIFACT_DIR") or cls.artifact_dir,
@@ -73,11 +77,15 @@ class WorkerConfig:
         )
 
     def secrets(self) -> list[bytes]:
-        """The signing secret, or the refusal a worker must print instead of starting."""
+        """The signing secret first, then previous ones still accepted during a rotation; or
+        the refusal a worker must print instead of starting."""
         if self.secret:
-            if len(self.secret) < 16:
-                raise ConfigError("LEASEGATE_SECRET must be at least 16 bytes")
-            return [self.secret]
+            for name, value in (("LEASEGATE_SECRET", self.secret),
+                                *(("LEASEGATE_PREVIOUS_SECRETS", old)
+                                  for old in self.previous_secrets)):
+                if len(value) < 16:
+                    raise ConfigError(f"{name} must be at least 16 bytes")
+            return [self.secret, *self.previous_secrets]
         if self.insecure_dev:
             return [INSECURE_DEV_SECRET]
         raise ConfigError(

@@ -17,6 +17,7 @@ import click
 from celery.bin.base import CeleryCommand
 
 from .cli_common import (
+    Group,
     age,
     client_for,
     confirm,
@@ -81,7 +82,7 @@ def get_letter(client: Client, dlq_id: str) -> DeadLetter:
         raise  # unreachable: fail() exits
 
 
-@click.group(name="dlq")
+@click.group(name="dlq", cls=Group)
 def dlq() -> None:
     """Dead letters: callbacks whose run was gone, with the reason and the history."""
 
@@ -250,6 +251,10 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
     DIR/manifest.jsonl gets one JSON line per letter and DIR/images/ the images. Interrupted,
     it re-runs cleanly: nothing acknowledged is exported twice, nothing is lost.
     """
+    from leasegate.broker.gate import REASONS
+
+    if reason is not None and reason not in REASONS:
+        raise click.UsageError(f"--reason must be one of {', '.join(REASONS)}")
     client = client_for(ctx)
     stats = client.dead_letters.stats()
     todo = stats.by_state.get("quarantined", 0) if hasattr(stats, "by_state") else 0
@@ -262,7 +267,7 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
     manifest = to_dir / "manifest.jsonl"
     done = _manifest_ids(manifest)
     now = client.server_time_ms() / 1000
-    with manifest.open("a") as out, click.progressbar(
+    with manifest.open("ab", buffering=0) as out, click.progressbar(
             length=todo, label="draining", file=None) as bar:
 
         def export(letter: DeadLetter) -> None:
@@ -273,8 +278,9 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
                     shutil.copyfile(ref["path"], target)
                     ref["exported"] = str(target.relative_to(to_dir))
             if letter.id not in done:  # a crash between export and ack repeats the letter
-                out.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-                out.flush()
+                # one unbuffered write per line: a crash leaves whole lines, or one cut short
+                # at the end, which the next run trims
+                out.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
                 done.add(letter.id)
             bar.update(1)
 
@@ -285,20 +291,30 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
 
 
 def _manifest_ids(manifest: Path) -> set[str]:
+    """Ids already exported; a last line cut short by a crash is trimmed (its letter was not
+    acknowledged, so this run exports it again)."""
     if not manifest.exists():
         return set()
-    ids = set()
-    for line in manifest.read_text().splitlines():
-        try:
-            ids.add(json.loads(line)["id"])
-        except (ValueError, KeyError):
-            continue  # a line cut short by a crash: the letter is exported again
-    return ids
+    data = manifest.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[:data.rfind(b"\n") + 1]
+        with manifest.open("r+b") as f:
+            f.truncate(len(data))
+    return {json.loads(line)["id"] for line in data.decode().splitlines() if line.strip()}
 
 
 def _suffix(media_type: str) -> str:
     return {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}.get(
         media_type, ".bin")
+
+
+@dlq.command(cls=CeleryCommand)
+@click.pass_context
+def sweep(ctx: click.Context) -> None:
+    """Apply retention now: letters past their max age or beyond the max count become
+    counted tombstones (the gate also does this as letters arrive)."""
+    done = client_for(ctx).dead_letters.sweep(limit=1_000_000)
+    click.echo(f"{done} dead letter(s) expired into tombstones")
 
 
 @dlq.command(cls=CeleryCommand)

@@ -7,10 +7,10 @@ import threading
 import click
 from celery.bin.base import CeleryCommand
 
-from .cli_common import client_for
+from .cli_common import Group, client_for, leasegate_config, parse_duration
 
 
-@click.group(name="leasegate")
+@click.group(name="leasegate", cls=Group)
 def leasegate() -> None:
     """leasegate operations."""
 
@@ -36,3 +36,26 @@ def metrics(ctx: click.Context, port: int, addr: str, interval: float, once: boo
     serve(registry, port, addr)
     click.echo(f"leasegate metrics on http://{addr}:{port}/metrics", err=True)
     threading.Event().wait()  # serve until stopped
+
+
+@leasegate.command(name="collect-artifacts", cls=CeleryCommand)
+@click.option("--grace", default="1h", show_default=True,
+              help="keep unreferenced artifacts younger than this (stored, not yet delivered)")
+@click.option("--dry-run", is_flag=True)
+@click.pass_context
+def collect_artifacts(ctx: click.Context, grace: str, dry_run: bool) -> None:
+    """Remove stored images that no inbox or dead letter references any more."""
+    from leasegate.broker import FileArtifactStore
+    from leasegate.broker.collector import collect_artifacts as collect
+    from leasegate.broker.collector import referenced_digests
+
+    seconds = parse_duration(grace, "--grace")
+    client = client_for(ctx)
+    store = FileArtifactStore(leasegate_config(ctx).artifact_dir)
+    if dry_run:
+        referenced = referenced_digests(client.redis, client.keys)
+        unreferenced = [d for d in store.digests() if d not in referenced]
+        click.echo(f"{len(unreferenced)} unreferenced artifact(s) (younger ones are kept)")
+        return
+    removed = collect(client.redis, client.keys, store, seconds)
+    click.echo(f"removed {len(removed)} unreferenced artifact(s)")

@@ -24,10 +24,11 @@ from typing import Any
 from celery import Celery, Task
 
 from leasegate.broker import Client, Envelope, EnvelopeError, FileArtifactStore
+from leasegate.broker.artifacts import ArtifactError
 from leasegate.broker.client import HEADER, wire_from_header
 from leasegate.broker.envelope import BadSignature, digest_args
 from leasegate.ownership import RegistryUnavailable
-from leasegate.ownership.registry import connect
+from leasegate.ownership.registry import connect, unavailable_as_error
 
 from .config import WorkerConfig
 from .generators import (
@@ -138,6 +139,15 @@ class OwnedTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         runtime = WorkerRuntime.for_app(self.app)
+        try:
+            self._own(runtime, args, kwargs)
+        except RegistryUnavailable as exc:
+            # Redis did not answer: nothing was decided. Try again later; the gate's memo
+            # makes a repeat harmless, so every callback still ends with exactly one verdict.
+            raise self.retry(exc=exc, countdown=5, max_retries=None) from exc
+
+    def _own(self, runtime: WorkerRuntime, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> None:
         wire = self._wire()
         try:
             env = runtime.gate.open(wire)
@@ -158,8 +168,9 @@ class OwnedTask(Task):  # type: ignore[misc]
         if not admission.admitted:
             self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
                           "error")
-            runtime.client.redis.hincrby(runtime.client.keys.metrics,
-                                         f"skipped:{admission.reason}:{env.tool}", 1)
+            with unavailable_as_error():
+                runtime.client.redis.hincrby(runtime.client.keys.metrics,
+                                             f"skipped:{admission.reason}:{env.tool}", 1)
             log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
                      admission.reason)
             return
@@ -201,19 +212,21 @@ class OwnedTask(Task):  # type: ignore[misc]
         else:
             if not isinstance(outcome, OwnedResult):
                 outcome = OwnedResult(payload={"value": outcome})
-            refs = [runtime.store.put(data, media_type) for data, media_type in outcome.files]
-            self._deliver(runtime, env, outcome.payload, "result", refs)
+            try:
+                refs = [runtime.store.put(data, media_type)
+                        for data, media_type in outcome.files]
+            except (OSError, ArtifactError) as exc:
+                log.exception("artifact store failed for callback %s", env.callback_id)
+                self._deliver(runtime, env, _error_payload("artifact_store", exc), "error")
+            else:
+                self._deliver(runtime, env, outcome.payload, "result", refs)
         finally:
             watch.stop()
 
     def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
                  kind: str, refs: list[Any] | None = None) -> None:
         started = time.perf_counter()
-        try:
-            verdict = runtime.gate.deliver(env, payload, refs or [], kind=kind)  # type: ignore[arg-type]
-        except RegistryUnavailable as exc:
-            # nothing was written: try again later; the gate's memo makes a repeat harmless
-            raise self.retry(exc=exc, countdown=5, max_retries=None) from exc
+        verdict = runtime.gate.deliver(env, payload, refs or [], kind=kind)  # type: ignore[arg-type]
         GATE_LATENCY.observe(time.perf_counter() - started)
         if verdict.delivered:
             log.info("delivered %s callback %s to run %s", kind, env.callback_id, env.run_id)

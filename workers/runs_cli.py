@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from celery.bin.base import CeleryCommand
 
-from .cli_common import age, client_for, emit_json, fail, table
+from .cli_common import Group, age, client_for, emit_json, fail, table
 
 if TYPE_CHECKING:
     from leasegate.broker import Client, Run
@@ -47,7 +47,7 @@ def status_json(status: RunStatus, now: float) -> dict[str, Any]:
             "age_seconds": None if status.created_at is None else now - status.created_at}
 
 
-@click.group(name="runs")
+@click.group(name="runs", cls=Group)
 def runs() -> None:
     """Runs of session keys: leases, fences, inboxes."""
 
