@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck pytest clean
+BENCH_QUICK ?=
+CHAOS_RUNS ?= 600
+CHAOS_SECONDS ?= 300
+CHAOS_REDIS_DOWN ?= 2
+
+.PHONY: test demo bench chaos lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +24,16 @@ test: lint typecheck pytest
 # LEASEGATE_REDIS_URL is set, one Celery worker, one beat.
 demo: $(STAMP)
 	$(BIN)/leasegate demo
+
+# Figures as ratios against baselines measured in the same run (not part of make test):
+# a table, and benchmarks/results/latest.json. BENCH_QUICK=1: a reduced pass in under a minute.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick)
+
+# Hundreds of runs against 3 workers killed at random, Redis killed once; last line violations=N.
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos --runs $(CHAOS_RUNS) --seconds $(CHAOS_SECONDS) \
+		--redis-down $(CHAOS_REDIS_DOWN) --self-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

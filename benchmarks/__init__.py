@@ -1,0 +1,1 @@
+"""leasegate benchmarks and the chaos driver: `make bench`, `make chaos` (see README.md)."""

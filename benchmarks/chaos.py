@@ -1,0 +1,729 @@
+"""``make chaos``: many isolated runs against 3 real worker processes while workers are
+SIGKILLed and Redis is restarted; then an independent check of where every callback ended.
+
+    python -m benchmarks.chaos --runs 600 --seconds 300 [--redis-down 2] [--self-test]
+
+Runs (session keys drawn from a small pool of cron jobs, so runs of one job overlap) each
+submit 1-3 image_generate callbacks and then finish, fail, park, get superseded, or die (the
+runtime stops renewing: the lease expires; that is what a SIGKILLed runtime leaves behind).
+Meanwhile a fault thread SIGKILLs a prefork child (Celery requeues its task at once) or a
+whole worker, main process and children (its unacknowledged messages come back after the
+visibility timeout), and restarts it; Redis (AOF, ``appendfsync always``) is SIGKILLed and
+restarted once, half way.
+
+The driver keeps its own record: every run (session key, run id, fence, prompt, and the server
+time of each lifecycle change: created, lease expiry after each renew/park, release, the next
+run of its session key) and every callback (its envelope is recorded before it is submitted).
+After the runs, it waits until every submitted callback has a verdict, then walks every inbox
+stream and every dead letter and checks:
+
+- every inbox entry 1 is its run's prompt, and no other entry is role=user;
+- no callback is in an inbox other than its owner's, with its owner's fence;
+- no callback reached an owner that was not live or parked when it was written (the entry's
+  server time ``at`` against the recorded lifecycle: at or after creation, before the lease
+  expiry, not after the release returned, not after the next run of the session key started,
+  not after the callback's deadline);
+- every submitted callback is in exactly one place (its owner's inbox once, or the dead
+  letters once, skipped work included); a callback whose submit failed is in at most one.
+
+Bounds are honest: a release is only known to have happened between the server times read
+before and after the call; a renew whose reply was lost may have extended the lease up to
+(server time after the failure + ttl). Entries inside such a window are counted as
+``ambiguous`` and accepted.
+
+Prints the counts and a last line ``violations=N``; exits 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from leasegate.broker import Client, Envelope, Run
+from leasegate.broker.inbox import Entry
+from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
+from leasegate.ownership.server import RedisServer
+
+from .common import SECRET, Worker, wait_until
+
+T = TypeVar("T")
+WORKERS = 3
+LIVE_WORKERS: list[Worker] = []  # for the watchdog
+LIVE_SERVERS: list[RedisServer] = []
+TRANSIENT = (RegistryUnavailable, redis.exceptions.ConnectionError,
+             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+FATES = (("finish", 35), ("fail", 15), ("park", 20), ("supersede", 15), ("die", 15))
+WORKER_ENV = {
+    "LEASEGATE_GENERATOR_LATENCY": "0.3",
+    "LEASEGATE_CHECK_INTERVAL": "0.2",
+    "LEASEGATE_MAX_DEADLINE": "5",
+    "LEASEGATE_VISIBILITY_TIMEOUT": "8",
+}
+
+
+# -- the driver's own record ------------------------------------------------------------------
+
+@dataclass
+class RunRecord:
+    session_key: str
+    run_id: str
+    prompt: str
+    fate: str
+    fence: int = 0
+    ttl_ms: int = 0
+    created_ms: int | None = None
+    exp_ms: int = 0                     # latest lease expiry known (an upper bound)
+    released_before_ms: int | None = None   # release happened in (before, after]
+    released_after_ms: int | None = None
+    callbacks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CallbackRecord:
+    callback_id: str
+    session_key: str
+    run_id: str
+    fence: int
+    deadline_ms: int
+    outcome: str = "pending"   # submitted | refused (never sent) | uncertain (send failed)
+
+
+class Record:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: dict[tuple[str, str], RunRecord] = {}
+        self.callbacks: dict[str, CallbackRecord] = {}
+        self.events: Counter[str] = Counter()
+
+    def count(self, event: str, n: int = 1) -> None:
+        with self.lock:
+            self.events[event] += n
+
+
+class RecordingRun(Run):
+    """A Run that records each envelope before its task is sent."""
+
+    def __init__(self, client: Client, lease: Lease, record: Record) -> None:
+        super().__init__(client, lease)
+        self.record = record
+        self.last: str | None = None
+
+    def envelope(self, *args: Any, **kwargs: Any) -> Envelope:
+        env = super().envelope(*args, **kwargs)
+        with self.record.lock:
+            self.record.callbacks[env.callback_id] = CallbackRecord(
+                env.callback_id, env.session_key, env.run_id, env.fence, env.deadline_at_ms)
+        self.last = env.callback_id
+        return env
+
+
+# -- calls that ride through a Redis restart -------------------------------------------------
+
+def retrying(call: Callable[[], T], record: Record, timeout: float = 30.0) -> T:
+    """Call until Redis answers (a restart takes a moment); only for idempotent calls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except TRANSIENT:
+            record.count("driver_retries")
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling pace while Redis is away
+
+
+class Driver:
+    def __init__(self, client: Client, record: Record, rng: random.Random, jobs: int) -> None:
+        self.client = client
+        self.record = record
+        self.rng = rng
+        self.jobs = [f"cron:job-{i}" for i in range(jobs)]
+
+    def now_ms(self) -> int:
+        return retrying(self.client.server_time_ms, self.record)
+
+    # lifecycle, each change logged with server time ---------------------------------------
+
+    def start(self, fate: str, session_key: str | None = None,
+              ttl: float | None = None) -> tuple[RecordingRun, RunRecord]:
+        session_key = session_key or self.rng.choice(self.jobs)
+        run_id = uuid.uuid4().hex
+        prompt = f"chaos prompt {run_id[:12]}"
+        ttl = ttl or self.rng.uniform(1.5, 3.0)
+        rec = RunRecord(session_key, run_id, prompt, fate, ttl_ms=round(ttl * 1000))
+        with self.record.lock:
+            self.record.runs[(session_key, run_id)] = rec
+        while True:
+            try:
+                run = self.client.start_run(session_key, prompt=prompt, ttl=ttl, run_id=run_id)
+                lease = run.lease
+                created = round(lease.expires_at * 1000) - rec.ttl_ms
+                break
+            except TRANSIENT:
+                self.record.count("driver_retries")
+                time.sleep(0.05)
+            except ValueError:  # created by an attempt whose reply was lost
+                status = retrying(lambda: self.client.registry.status(session_key, run_id),
+                                  self.record)
+                lease = Lease(session_key, run_id, status.fence or 0,
+                              status.expires_at or 0.0, ttl, status.state)
+                created = round((status.created_at or 0) * 1000)
+                self.record.count("start_reply_lost")
+                break
+        rec.fence, rec.created_ms = lease.fence, created
+        rec.exp_ms = round(lease.expires_at * 1000)
+        return RecordingRun(self.client, lease, self.record), rec
+
+    def renew(self, run: RecordingRun, rec: RunRecord, park: float | None = None) -> bool:
+        """Renew (or park for ``park`` s); False once the lease is lost."""
+        duration = rec.ttl_ms if park is None else round(park * 1000)
+        try:
+            lease = run.renew() if park is None else run.park(until=park)
+            # the latest call that answered sets the expiry exactly (it may also shorten it)
+            rec.exp_ms = round(lease.expires_at * 1000)
+            return True
+        except LeaseLost:
+            return False
+        except TRANSIENT:
+            # it may have run before the reply was lost: the lease may reach this far
+            rec.exp_ms = max(rec.exp_ms, self.now_ms() + duration)
+            self.record.count("renew_reply_lost")
+            return True
+
+    def release(self, run: RecordingRun, rec: RunRecord, outcome: str) -> None:
+        before = self.now_ms()
+        retrying(lambda: run.release(outcome), self.record)  # type: ignore[arg-type]
+        rec.released_before_ms, rec.released_after_ms = before, self.now_ms()
+
+    def submit(self, run: RecordingRun, rec: RunRecord) -> None:
+        run.last = None
+        outcome = "submitted"
+        try:
+            run.submit("image_generate", prompt=f"image for {rec.run_id[:8]}", size="256x256",
+                       deadline=self.rng.uniform(3.0, 5.0))
+        except (LeaseLost, RegistryUnavailable):
+            outcome = "refused"  # the submit script refused or never answered: nothing sent
+        except Exception:
+            outcome = "uncertain"  # the send failed: the broker may still have the message
+        if run.last is not None:  # else no envelope was made: nothing can arrive
+            with self.record.lock:
+                self.record.callbacks[run.last].outcome = outcome
+            rec.callbacks.append(run.last)
+        self.record.count(f"submit_{outcome}")
+
+    # the fates -----------------------------------------------------------------------------
+
+    def live_until(self, run: RecordingRun, rec: RunRecord, seconds: float,
+                   wanted: set[str] | None = None) -> bool:
+        """Heartbeat for ``seconds`` (or until every wanted callback is in the inbox)."""
+        deadline = time.monotonic() + seconds
+        seen = 1
+        while time.monotonic() < deadline:
+            if wanted is not None and not wanted:
+                return True
+            step = min(rec.ttl_ms / 3000, deadline - time.monotonic())
+            try:
+                entries = run.inbox.read(after=seen, block=max(step, 0.01))
+            except TRANSIENT:
+                entries = []
+                time.sleep(0.05)
+            for entry in entries:
+                seen = max(seen, entry.seq)
+                if wanted is not None:
+                    wanted.discard(entry.callback_id or "")
+            if not self.renew(run, rec):
+                return False
+        return True
+
+    def play(self, fate: str) -> None:
+        run, rec = self.start(fate)
+        for _ in range(self.rng.choice((1, 1, 2, 3))):
+            self.submit(run, rec)
+        if fate == "finish":
+            if self.live_until(run, rec, 12.0, set(rec.callbacks)):
+                self.release(run, rec, "completed")
+        elif fate == "fail":
+            if self.live_until(run, rec, self.rng.uniform(0.0, 0.6)):
+                self.release(run, rec, "failed")
+        elif fate == "park":
+            if self.live_until(run, rec, self.rng.uniform(0.0, 0.3)):
+                self.park(run, rec)
+        elif fate == "supersede":
+            self.live_until(run, rec, self.rng.uniform(0.0, 0.6))
+            successor, srec = self.start("finish", session_key=rec.session_key)
+            if self.live_until(successor, srec, self.rng.uniform(0.2, 1.0)):
+                self.release(successor, srec, "completed")
+        else:  # die: no release, no more heartbeats; the lease runs out
+            self.live_until(run, rec, self.rng.uniform(0.0, 0.8))
+
+    def park(self, run: RecordingRun, rec: RunRecord) -> None:
+        until = self.rng.uniform(2.0, 6.0)
+        if not self.renew(run, rec, park=until):
+            return
+        waiting = set(rec.callbacks)
+        deadline = time.monotonic() + until
+        while waiting and time.monotonic() < deadline:
+            try:
+                got = run.wait_resume(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            except TRANSIENT:
+                time.sleep(0.05)
+                continue
+            if got:
+                waiting.discard(got)
+        if self.rng.random() < 0.7 and self.renew(run, rec):  # resume, then finish
+            self.release(run, rec, "completed")
+        # else: it stays parked until its park runs out
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+class Faults(threading.Thread):
+    def __init__(self, workers: list[Worker], server: RedisServer, record: Record,
+                 rng: random.Random, interval: float, redis_restart: Callable[[], bool],
+                 redis_down: float) -> None:
+        super().__init__(name="chaos-faults", daemon=True)
+        self.redis_down = redis_down
+        self.workers, self.server, self.record, self.rng = workers, server, record, rng
+        self.interval = interval
+        self.redis_restart_due = redis_restart
+        self.stop = threading.Event()
+        self.redis_restarted = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            plan = ["child", "worker"]  # at least one of each, then at random
+            while not self.stop.wait(self.rng.uniform(0.5, 1.5) * self.interval):
+                if not self.redis_restarted and self.redis_restart_due():
+                    self.restart_redis()
+                    continue
+                kind = plan.pop(0) if plan else self.rng.choice(("child", "child", "worker"))
+                self.kill(kind)
+        except BaseException as exc:  # reported by the driver
+            self.error = exc
+
+    def kill(self, kind: str) -> None:
+        worker = self.rng.choice(self.workers)
+        if kind == "child":
+            children = worker.children()
+            if not children:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.rng.choice(children), 9)
+            self.record.count("kill_child")
+            return
+        worker.kill()
+        self.record.count("kill_worker")
+        worker.start()
+        self.record.count("restart_worker")
+
+    def restart_redis(self) -> None:
+        self.server.kill()  # SIGKILL; AOF with appendfsync always loses nothing acknowledged
+        self.stop.wait(self.redis_down)  # the outage lasts this long (a real restart takes time)
+        self.server.start()
+        self.redis_restarted = True
+        self.record.count("restart_redis")
+
+
+# -- the check ---------------------------------------------------------------------------------
+
+INBOX_KEY = re.compile(r"^(?P<ns>[^:]+):\{(?P<sk>.*)\}:run:(?P<run>[^:]+):inbox$")
+
+
+@dataclass
+class Findings:
+    violations: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def bad(self, message: str) -> None:
+        self.violations.append(message)
+
+
+def check(client: Client, record: Record) -> Findings:
+    r, ns, out = client.redis, client.keys.namespace, Findings()
+    places: dict[str, list[str]] = {cb: [] for cb in record.callbacks}
+    next_start: dict[tuple[str, str], int] = {}
+    by_session: dict[str, list[RunRecord]] = {}
+    for rec in record.runs.values():
+        by_session.setdefault(rec.session_key, []).append(rec)
+    for runs in by_session.values():
+        runs.sort(key=lambda x: x.created_ms or 0)
+        for older, newer in itertools.pairwise(runs):
+            if newer.created_ms is not None:
+                next_start[(older.session_key, older.run_id)] = newer.created_ms
+
+    for key in r.scan_iter(match=f"{ns}:{{*}}:run:*:inbox", count=1000):
+        match = INBOX_KEY.match(key.decode())
+        if not match:
+            continue
+        sk, run_id = match["sk"], match["run"]
+        rec = record.runs.get((sk, run_id))
+        entries = inbox_entries(r, key)
+        out.counts["inboxes"] += 1
+        if rec is None:
+            out.bad(f"inbox of a run the driver never started: {key.decode()}")
+            continue
+        first = entries[0] if entries else None
+        if first is None or (first.seq, first.role, first.kind, first.payload) != (
+                1, "user", "prompt", rec.prompt):
+            out.bad(f"entry 1 of {run_id} is not its prompt: {first}")
+        for entry in entries[1:]:
+            check_entry(entry, rec, record, next_start.get((sk, run_id)), places, out)
+
+    for key in r.scan_iter(match=f"{ns}:dlq:letter:*", count=1000):
+        letter = {k.decode(): v for k, v in r.hgetall(key).items()}
+        cb = letter.get("cb", b"").decode()
+        reason = letter.get("reason", b"").decode()
+        out.counts[f"quarantined:{reason}"] += 1
+        body = letter.get("body") or b""
+        if b"skipped" in body:
+            out.counts["quarantined_skipped_before_start"] += 1
+        if not cb:
+            out.bad(f"a dead letter without a callback id (reason {reason}): {key.decode()}")
+            continue
+        if cb not in places:
+            out.bad(f"dead letter {key.decode()} holds callback {cb} the driver never made")
+            continue
+        places[cb].append(f"dlq:{key.decode().rsplit(':', 1)[1]}:{reason}")
+
+    for cb, where in places.items():
+        outcome = record.callbacks[cb].outcome
+        out.counts[f"callbacks_{outcome}"] += 1
+        if outcome in ("submitted", "pending") and len(where) != 1:
+            out.bad(f"callback {cb} ({outcome}) ended in {len(where)} places: {where}")
+        elif outcome == "uncertain" and len(where) > 1:
+            out.bad(f"callback {cb} (send failed) ended in {len(where)} places: {where}")
+        elif outcome == "refused" and where:
+            out.bad(f"callback {cb} was never sent but ended in {where}")
+    return out
+
+
+def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | None,
+                places: dict[str, list[str]], out: Findings) -> None:
+    cb = entry.callback_id or ""
+    out.counts["delivered"] += 1
+    if entry.role != "tool":
+        out.bad(f"entry {entry.seq} of {rec.run_id} is role={entry.role}")
+    owner = record.callbacks.get(cb)
+    if owner is None:
+        out.bad(f"inbox of {rec.run_id} holds callback {cb!r} the driver never made")
+        return
+    places[cb].append(f"inbox:{rec.run_id}")
+    if (owner.session_key, owner.run_id, owner.fence) != (rec.session_key, rec.run_id,
+                                                          rec.fence):
+        out.bad(f"callback {cb} of run {owner.run_id} is in the inbox of run {rec.run_id}")
+    at = round((entry.provenance.get("delivered_at") or 0) * 1000)
+    fence = entry.provenance.get("fence")
+    if fence != rec.fence:
+        out.bad(f"callback {cb} in {rec.run_id} carries fence {fence}, the run's is {rec.fence}")
+    problems = []
+    if rec.created_ms is None or at < rec.created_ms:
+        problems.append(f"before the run was created ({rec.created_ms})")
+    if at >= rec.exp_ms:
+        problems.append(f"at or after its lease expiry ({rec.exp_ms})")
+    if rec.released_after_ms is not None and at > rec.released_after_ms:
+        problems.append(f"after its release returned ({rec.released_after_ms})")
+    if next_start is not None and at > next_start:
+        problems.append(f"after the next run of {rec.session_key} started ({next_start})")
+    if at > owner.deadline_ms:
+        problems.append(f"after its deadline ({owner.deadline_ms})")
+    if problems:
+        out.bad(f"callback {cb} reached run {rec.run_id} at {at}, " + ", ".join(problems))
+    if rec.released_before_ms is not None and rec.released_after_ms is not None \
+            and rec.released_before_ms < at <= rec.released_after_ms:
+        out.counts["ambiguous_release_window"] += 1
+
+
+# -- the checker's own check --------------------------------------------------------------------
+
+def self_test(client: Client, record: Record) -> list[str]:
+    """Corrupt the settled data five ways, one at a time, and confirm ``check`` reports each
+    (then undo it). Returns what went undetected."""
+    r, keys = client.redis, client.keys
+    runs = [rec for rec in record.runs.values() if rec.created_ms is not None]
+    placed: dict[str, str] = {}
+    for rec in runs:
+        for entry in inbox_entries(r, keys.inbox(rec.session_key, rec.run_id))[1:]:
+            placed[entry.callback_id or ""] = rec.run_id
+    released = [rec for rec in runs if rec.released_after_ms is not None]
+    delivered = [cb for cb, run_id in placed.items() if cb in record.callbacks]
+    lettered = [k.decode() for k in r.scan_iter(match=f"{keys.dlq}:letter:*", count=1000)]
+    if not (runs and released and delivered and lettered):
+        return ["not enough data to self-test"]
+    missed = []
+
+    def entry(rec: RunRecord, cb: str, at: int, role: str = "tool") -> dict[str, Any]:
+        return {"seq": 99, "role": role, "kind": "result", "cb": cb, "body": b"\x80",
+                "arts": b"\x90", "tool": "image_generate", "task": cb, "fence": rec.fence,
+                "at": at, "sub": at}
+
+    def expect(name: str, text: str) -> None:
+        if not any(text in v for v in check(client, record).violations):
+            missed.append(name)
+
+    cb = delivered[0]
+    owner = record.runs[(record.callbacks[cb].session_key, record.callbacks[cb].run_id)]
+    other = next(rec for rec in runs if rec.run_id != owner.run_id)
+    inbox = keys.inbox(other.session_key, other.run_id)
+    added = r.xadd(inbox, entry(other, cb, (other.created_ms or 0) + 1))  # type: ignore[arg-type]
+    expect("foreign inbox", "is in the inbox of run")
+    r.xdel(inbox, added)
+
+    own_inbox = keys.inbox(owner.session_key, owner.run_id)
+    added = r.xadd(own_inbox, entry(owner, cb, (owner.created_ms or 0) + 1))  # type: ignore[arg-type]
+    expect("duplicate", "ended in 2 places")
+    r.xdel(own_inbox, added)
+
+    added = r.xadd(own_inbox, entry(owner, "", (owner.created_ms or 0) + 1, role="user"))  # type: ignore[arg-type]
+    expect("role=user", "is role=user")
+    r.xdel(own_inbox, added)
+
+    late = released[0]
+    fake = uuid.uuid4().hex
+    record.callbacks[fake] = CallbackRecord(fake, late.session_key, late.run_id, late.fence,
+                                            2**62, "submitted")
+    late_inbox = keys.inbox(late.session_key, late.run_id)
+    added = r.xadd(late_inbox, entry(late, fake, (late.released_after_ms or 0) + 1000))  # type: ignore[arg-type]
+    expect("delivered after release", "after its release returned")
+    r.xdel(late_inbox, added)
+    del record.callbacks[fake]
+
+    hidden = f"{keys.namespace}:selftest-hidden"
+    r.rename(lettered[0], hidden)
+    expect("lost", "ended in 0 places")
+    r.rename(hidden, lettered[0])
+    return missed
+
+
+def inbox_entries(r: redis.Redis, key: str) -> list[Entry]:
+    return [Entry.from_stream(i, f) for i, f in r.xrange(key)]
+
+
+# -- the whole drill -------------------------------------------------------------------------
+
+def verdicts_missing(client: Client, record: Record) -> list[str]:
+    wanted = [c for c in record.callbacks.values() if c.outcome in ("submitted", "pending")]
+    pipe = client.redis.pipeline(transaction=False)
+    for c in wanted:
+        pipe.exists(client.keys.callback(c.session_key, c.callback_id))
+    return [c.callback_id for c, found in zip(wanted, pipe.execute(), strict=True)
+            if not found]
+
+
+def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
+          fault_interval: float, redis_down: float, workdir: Path,
+          self_testing: bool = False) -> tuple[Findings, Record, dict[str, Any]]:
+    rng = random.Random(seed)
+    started = time.monotonic()
+    record = Record()
+    namespace = f"chaos{uuid.uuid4().hex[:6]}"
+    info: dict[str, Any] = {"namespace": namespace, "seed": seed}
+    with RedisServer(aof=True) as server:
+        workers = [Worker("benchmarks.apps:chaos", server.url, namespace, workdir,
+                          name=f"chaos{i}", queues="media", concurrency=1, loglevel="INFO",
+                          **WORKER_ENV) for i in range(WORKERS)]
+        LIVE_WORKERS[:] = workers
+        LIVE_SERVERS[:] = [server]
+        client = Client.from_url(server.url, namespace, secret=SECRET.encode())
+        try:
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.wait_log(" ready.", timeout=60)
+            info["startup_s"] = round(time.monotonic() - started, 1)
+            budget = started + seconds
+            runs_started = [0]
+            lock = threading.Lock()
+            faults = Faults(workers, server, record, random.Random(rng.random()),
+                            fault_interval, lambda: runs_started[0] >= runs // 2, redis_down)
+            faults.start()
+            errors: list[BaseException] = []
+
+            def actor(index: int) -> None:
+                driver = Driver(client, record, random.Random(f"{seed}-{index}"), jobs)
+                try:
+                    while time.monotonic() < budget - 25:  # leave time to settle and check
+                        with lock:
+                            if runs_started[0] >= runs:
+                                return
+                            runs_started[0] += 1
+                        fate = driver.rng.choices([f for f, _ in FATES],
+                                                  [w for _, w in FATES])[0]
+                        record.count(f"fate_{fate}")
+                        driver.play(fate)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=actor, args=(i,), name=f"chaos-actor-{i}")
+                       for i in range(actors)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            faults.stop.set()
+            faults.join()
+            if faults.error is not None:
+                errors.append(faults.error)
+            if not faults.redis_restarted:
+                faults.restart_redis()  # a short drill still gets its Redis restart
+            info["runs_phase_s"] = round(time.monotonic() - started, 1)
+            for w in workers:  # every worker alive again for the settling phase
+                if not w.alive():
+                    w.start()
+            missing: list[str] = []
+
+            def settled() -> bool:
+                nonlocal missing
+                try:
+                    missing = verdicts_missing(client, record)
+                except TRANSIENT:
+                    return False
+                return not missing
+
+            with contextlib.suppress(RuntimeError):  # what is missing is reported below
+                wait_until(settled, max(5.0, budget - time.monotonic() - 15), "every verdict",
+                           interval=0.2)
+            info["unsettled"] = missing[:20]
+            info["settled_s"] = round(time.monotonic() - started, 1)
+            findings = check(client, record)
+            if self_testing:
+                missed = self_test(client, record)
+                info["self_test"] = f"{5 - len(missed)}/5 corruptions detected" + (
+                    f", missed: {', '.join(missed)}" if missed else "")
+                for name in missed:
+                    findings.bad(f"self-test: the check missed a planted {name}")
+            for exc in errors:
+                findings.bad(f"driver error: {exc!r}")
+            findings.counts["no_verdict"] += len(missing)
+            info["worker_logs"] = {w.name: summarize_log(w.log()) for w in workers}
+        finally:
+            for w in workers:
+                w.stop(timeout=10)
+            client.redis.close()
+    info["seconds"] = round(time.monotonic() - started, 1)
+    return findings, record, info
+
+
+def summarize_log(log: str) -> dict[str, int]:
+    return {name: log.count(text) for name, text in (
+        ("delivered", "delivered result callback"), ("delivered_error", "delivered error"),
+        ("quarantined", "quarantined callback"),
+        ("skipped", "skipped leasegate.image_generate"), ("worker_lost", "WorkerLostError"),
+        ("broker_lost", "Connection to broker lost"), ("retry", "Retry in"),
+        ("errors", "ERROR/"), ("criticals", "CRITICAL/"))}
+
+
+def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
+    ev, counts = record.events, findings.counts
+    quarantined = {k.split(":", 1)[1]: v for k, v in sorted(counts.items())
+                   if k.startswith("quarantined:")}
+    lines = [
+        f"runs={len(record.runs)} (fates: " + ", ".join(
+            f"{f}={ev[f'fate_{f}']}" for f, _ in FATES) + ")",
+        f"callbacks={len(record.callbacks)} submitted={counts['callbacks_submitted']} "
+        f"refused={counts['callbacks_refused']} uncertain={counts['callbacks_uncertain']}",
+        f"kills: children={ev['kill_child']} workers={ev['kill_worker']}; restarts: "
+        f"workers={ev['restart_worker']} redis={ev['restart_redis']}",
+        f"delivered={counts['delivered']} quarantined={sum(quarantined.values())} "
+        f"{json.dumps(quarantined, sort_keys=True)} skipped_before_start="
+        f"{counts['quarantined_skipped_before_start']}",
+        f"inboxes={counts['inboxes']} ambiguous_release_window="
+        f"{counts['ambiguous_release_window']} no_verdict={counts['no_verdict']} "
+        f"driver_retries={ev['driver_retries']} renew_reply_lost={ev['renew_reply_lost']} "
+        f"start_reply_lost={ev['start_reply_lost']}",
+        f"time: startup {info.get('startup_s')} s, runs until {info.get('runs_phase_s')} s, "
+        f"settled at {info.get('settled_s')} s, total {info.get('seconds')} s "
+        f"(seed {info['seed']})" + (f"; self-test: {info['self_test']}"
+                                     if "self_test" in info else ""),
+        f"worker logs: {json.dumps(info.get('worker_logs', {}), sort_keys=True)}",
+    ]
+    for violation in findings.violations[:30]:
+        lines.append(f"VIOLATION {violation}")
+    if len(findings.violations) > 30:
+        lines.append(f"... and {len(findings.violations) - 30} more")
+    lines.append(f"violations={len(findings.violations)}")
+    return "\n".join(lines)
+
+
+def watchdog(seconds: float) -> None:
+    """The drill stops by itself: past its bound (and a margin), kill everything and exit."""
+    if threading.Event().wait(seconds):
+        return
+    print(f"chaos: still running after {seconds:.0f} s: killing the workers and exiting",
+          file=sys.stderr, flush=True)
+    for worker in LIVE_WORKERS:
+        with contextlib.suppress(Exception):
+            worker.kill()
+    for server in LIVE_SERVERS:
+        with contextlib.suppress(Exception):
+            server.kill()
+    print("violations=unknown (watchdog)", flush=True)
+    os._exit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=600)
+    parser.add_argument("--seconds", type=float, default=300.0,
+                        help="hard bound on the whole drill, start to check")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--actors", type=int, default=6, help="runs alive at once")
+    parser.add_argument("--jobs", type=int, default=50, help="session keys (cron jobs)")
+    parser.add_argument("--fault-interval", type=float, default=3.0,
+                        help="mean seconds between worker kills")
+    parser.add_argument("--redis-down", type=float, default=2.0,
+                        help="seconds Redis stays down when it is restarted")
+    parser.add_argument("--self-test", action="store_true",
+                        help="afterwards, plant five kinds of violation and confirm the check "
+                             "reports each")
+    parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
+    parser.add_argument("--keep-logs", type=Path, default=None,
+                        help="copy the worker logs here (they are kept anyway on a violation)")
+    args = parser.parse_args(argv)
+    if args.seconds < 45:
+        parser.error("--seconds must be >= 45 (workers start, runs, settling, the check)")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    threading.Thread(target=watchdog, args=(args.seconds + 30,), daemon=True).start()
+    logging.getLogger("leasegate.quarantine").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="leasegate-chaos-") as workdir:
+        findings, record, info = drill(args.runs, args.seconds, seed, args.actors, args.jobs,
+                                       args.fault_interval, args.redis_down, Path(workdir),
+                                       args.self_test)
+        if findings.violations or args.keep_logs:  # keep the worker logs to be read
+            keep = args.keep_logs or Path(tempfile.mkdtemp(prefix="leasegate-chaos-logs-"))
+            keep.mkdir(parents=True, exist_ok=True)
+            for log in Path(workdir).glob("*.log"):
+                (keep / log.name).write_bytes(log.read_bytes())
+            info["logs"] = str(keep)
+    text = report(findings, record, info)
+    if "logs" in info:
+        text = text.replace("\nviolations=", f"\nworker logs kept in {info['logs']}\nviolations=")
+    print(text, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"events": record.events, "counts": findings.counts,
+                                         "violations": findings.violations, **info},
+                                        indent=2, default=str))
+    return 1 if findings.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
