@@ -17,10 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.chaos, pytest.mark.faults, pytest.mark.e2e]
 
-# Redis comes back at once here. A restart that keeps Redis away for ~2 s loses callbacks
-# today (OwnedTask retries a failed delivery through the broker, which is that same Redis):
-# `python -m benchmarks.chaos --redis-down 2` shows it. Raise this once that is fixed.
-REDIS_DOWN = "0"
+# Redis stays away for 2 s when it is restarted: owned tasks wait it out and lose nothing.
+REDIS_DOWN = "2"
 
 
 @pytest.mark.timeout(150)

@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from leasegate.broker import Client, Envelope, EnvelopeError, FileArtifactStore
 from leasegate.broker.artifacts import ArtifactError
@@ -124,6 +125,24 @@ class OwnerWatch(threading.Thread):
         self.stopped.set()
 
 
+OUTAGE_PATIENCE = 30.0  # seconds a task waits out a Redis outage before giving its message back
+T = TypeVar("T")
+
+
+def patiently(call: Callable[[], T], patience: float = OUTAGE_PATIENCE) -> T:
+    """Call, and while Redis is unavailable wait and call again, up to ``patience`` seconds:
+    a restart must not cost a callback, nor the GPU minutes already spent on it."""
+    delay, deadline = 0.05, time.monotonic() + patience
+    while True:
+        try:
+            return call()
+        except RegistryUnavailable:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)  # backoff while Redis is away; nothing to wait on but time
+            delay = min(delay * 2, 2.0)
+
+
 def _error_payload(kind: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
     return {"error": kind, "message": str(exc), **extra}
 
@@ -142,9 +161,13 @@ class OwnedTask(Task):  # type: ignore[misc]
         try:
             self._own(runtime, args, kwargs)
         except RegistryUnavailable as exc:
-            # Redis did not answer: nothing was decided. Try again later; the gate's memo
-            # makes a repeat harmless, so every callback still ends with exactly one verdict.
-            raise self.retry(exc=exc, countdown=5, max_retries=None) from exc
+            # Redis stayed away past our patience: nothing was decided. Give the message back
+            # (a retry would have to publish through that same Redis); if even that fails, it
+            # stays unacknowledged and the transport restores it after visibility_timeout.
+            # The gate's memo makes the repeat harmless: still exactly one verdict.
+            log.warning("Redis unavailable for callback work of task %s: requeued (%s)",
+                        self.request.id, exc)
+            raise Reject(exc, requeue=True) from exc
 
     def _own(self, runtime: WorkerRuntime, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> None:
@@ -155,12 +178,13 @@ class OwnedTask(Task):  # type: ignore[misc]
                 raise BadSignature("task arguments do not match the envelope's digest", wire,
                                    env)
         except EnvelopeError as exc:
-            verdict = runtime.gate.quarantine_raw(wire, exc)
+            error = exc
+            verdict = patiently(lambda: runtime.gate.quarantine_raw(wire, error))
             log.warning("quarantined %s message for task %s: %s (dead letter %s)",
-                        exc.reason, self.name, exc, verdict.entry_id)
+                        error.reason, self.name, error, verdict.entry_id)
             return
 
-        admission = runtime.gate.check(env)
+        admission = patiently(lambda: runtime.gate.check(env))
         if admission.repeat:
             log.info("callback %s already has a verdict (%s): no work", env.callback_id,
                      admission.reason)
@@ -168,13 +192,16 @@ class OwnedTask(Task):  # type: ignore[misc]
         if not admission.admitted:
             self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
                           "error")
-            with unavailable_as_error():
-                runtime.client.redis.hincrby(runtime.client.keys.metrics,
-                                             f"skipped:{admission.reason}:{env.tool}", 1)
+            patiently(lambda: self._count_skip(runtime, f"skipped:{admission.reason}:{env.tool}"))
             log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
                      admission.reason)
             return
         self._work(runtime, env, kwargs)
+
+    @staticmethod
+    def _count_skip(runtime: WorkerRuntime, field: str) -> None:
+        with unavailable_as_error():
+            runtime.client.redis.hincrby(runtime.client.keys.metrics, field, 1)
 
     def _wire(self) -> bytes:
         headers = self.request.headers or {}
@@ -226,7 +253,8 @@ class OwnedTask(Task):  # type: ignore[misc]
     def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
                  kind: str, refs: list[Any] | None = None) -> None:
         started = time.perf_counter()
-        verdict = runtime.gate.deliver(env, payload, refs or [], kind=kind)  # type: ignore[arg-type]
+        verdict = patiently(lambda: runtime.gate.deliver(env, payload, refs or [],
+                                                         kind=kind))  # type: ignore[arg-type]
         GATE_LATENCY.observe(time.perf_counter() - started)
         if verdict.delivered:
             log.info("delivered %s callback %s to run %s", kind, env.callback_id, env.run_id)
