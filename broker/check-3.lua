@@ -31,5 +31,5 @@ local reasons = {unknown = 'unknown_run', expired = 'lease_expired', released = 
 if reasons[state] then return {0, reasons[state], 0} end
 if rec[3] ~= ARGV[1] then return {0, 'unknown_run', 0} end
 if now > tonumber(ARGV[2]) then return {0, 'deadline_passed', 0} end
-if redis.call('EXISTS', KEYS[3]) == 0 then return {0, 'unknown_run', 0} end
+if redis.call('XLEN', KEYS[3]) == 0 then return {0, 'unknown_run', 0} end
 return {1, '', 0}

@@ -50,14 +50,19 @@ elseif rec[3] ~= ARGV[2] then
   reason, detail = 'unknown_run', 'fence ' .. ARGV[2] .. ' is not the run\'s fence ' .. rec[3]
 elseif now > tonumber(ARGV[11]) then
   reason, detail = 'deadline_passed', 'deadline ' .. ARGV[11] .. ' passed at ' .. now
-elseif redis.call('EXISTS', KEYS[3]) == 0 then
-  -- a lease taken without start_run has no prompt: a callback must never become entry 1
-  reason, detail = 'unknown_run', 'run ' .. ARGV[1] .. ' has no inbox (not started with a prompt)'
+end
+local inbox_len = 0
+if reason == nil then
+  inbox_len = redis.call('XLEN', KEYS[3])
+  if inbox_len == 0 then
+    -- a lease taken without start_run has no prompt: a callback must never become entry 1
+    reason, detail = 'unknown_run', 'run ' .. ARGV[1] .. ' has no inbox (not started with a prompt)'
+  end
 end
 
 local memo_ttl = tonumber(ARGV[12])
 if reason == nil then
-  local seq = redis.call('XLEN', KEYS[3]) + 1
+  local seq = inbox_len + 1
   local id = redis.call('XADD', KEYS[3], '*', 'seq', seq, 'role', 'tool', 'kind', ARGV[7],
                         'cb', ARGV[3], 'body', ARGV[8], 'arts', ARGV[9], 'tool', ARGV[5],
                         'task', ARGV[6], 'fence', ARGV[2], 'at', now, 'sub', ARGV[10])

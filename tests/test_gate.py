@@ -331,3 +331,16 @@ def test_run_without_inbox_never_gets_a_callback_as_entry_one(broker_client: Cli
     assert (verdict.delivered, verdict.reason) == (False, "unknown_run")
     assert "no inbox" in verdict.detail
     assert run.inbox.entries() == []
+
+
+def test_forged_envelope_object_is_checked_like_bytes(broker_client: Client) -> None:
+    """Only envelopes this gate opened itself skip the signature check."""
+    import dataclasses
+
+    run = broker_client.start_run(sk(), prompt="p", ttl=30)
+    genuine = run.envelope("image_generate", {})
+    opened = broker_client.gate.open(genuine.encode())
+    forged = dataclasses.replace(opened, sig=bytes(32))
+    verdict = broker_client.gate.deliver(forged, result={})
+    assert (verdict.delivered, verdict.reason) == (False, "bad_signature")
+    assert broker_client.gate.deliver(opened, result={}).delivered

@@ -63,6 +63,7 @@ class WorkerRuntime:
         self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app)
         self.gate = self.client.gate
         self.store = FileArtifactStore(config.artifact_dir)
+        self.watch = OwnerWatch(self, config.check_interval)
         self._generator: Generator | None = None
 
     @property
@@ -102,27 +103,42 @@ class OwnedContext:
         self.cancel.raise_if_cancelled()
 
 
-class OwnerWatch(threading.Thread):
-    """Asks the gate every ``interval`` seconds whether the owner is still there."""
+class OwnerWatch:
+    """One thread per process asks the gate, every ``interval`` seconds, whether the owners of
+    the tasks running here are still there, and cancels the work of those that are gone
+    (a thread per task would cost more than a short task)."""
 
-    def __init__(self, runtime: WorkerRuntime, env: Envelope, cancel: CancelToken,
-                 interval: float) -> None:
-        super().__init__(name=f"leasegate-watch-{env.callback_id[:8]}", daemon=True)
-        self.runtime, self.env, self.cancel, self.interval = runtime, env, cancel, interval
-        self.stopped = threading.Event()
+    def __init__(self, runtime: WorkerRuntime, interval: float) -> None:
+        self.runtime, self.interval = runtime, interval
+        self._watched: dict[str, tuple[Envelope, CancelToken]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                admission = self.runtime.gate.check(self.env)
-            except RegistryUnavailable:
-                continue  # cannot tell: keep working; the gate decides at delivery anyway
-            if not admission.admitted:
-                self.cancel.cancel(admission.reason or "owner gone")
-                return
+    def watch(self, env: Envelope, cancel: CancelToken) -> None:
+        with self._lock:
+            self._watched[env.callback_id] = (env, cancel)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="leasegate-owner-watch")
+                self._thread.start()
 
-    def stop(self) -> None:
-        self.stopped.set()
+    def unwatch(self, env: Envelope) -> None:
+        with self._lock:
+            self._watched.pop(env.callback_id, None)
+
+    def _run(self) -> None:
+        pace = threading.Event()  # never set: a periodic pace, not a synchronisation
+        while not pace.wait(self.interval):
+            with self._lock:
+                watched = list(self._watched.values())
+            for env, cancel in watched:
+                try:
+                    admission = self.runtime.gate.check(env)
+                except RegistryUnavailable:
+                    continue  # cannot tell: keep working; the gate decides at delivery
+                if not admission.admitted:
+                    cancel.cancel(admission.reason or "owner gone")
+                    self.unwatch(env)
 
 
 OUTAGE_PATIENCE = 30.0  # seconds a task waits out a Redis outage before giving its message back
@@ -213,8 +229,7 @@ class OwnedTask(Task):  # type: ignore[misc]
 
     def _work(self, runtime: WorkerRuntime, env: Envelope, kwargs: dict[str, Any]) -> None:
         cancel = CancelToken()
-        watch = OwnerWatch(runtime, env, cancel, runtime.config.check_interval)
-        watch.start()
+        runtime.watch.watch(env, cancel)
         log.info("working on %s callback %s (attempt %d, pid %d)", self.name, env.callback_id,
                  self.request.retries + 1, os.getpid())
         try:
@@ -248,7 +263,7 @@ class OwnedTask(Task):  # type: ignore[misc]
             else:
                 self._deliver(runtime, env, outcome.payload, "result", refs)
         finally:
-            watch.stop()
+            runtime.watch.unwatch(env)
 
     def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
                  kind: str, refs: list[Any] | None = None) -> None:
