@@ -64,7 +64,7 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} x{count} in worker log after {timeout} s:\n"
                                      f"{log[-3000:]}")
-            time.sleep(0.05)  # polling pace; the log line decides
+            time.sleep(0.05)  # polling pace, because a log file gives no event; the line decides
 
     def children(self) -> list[int]:
         assert self.process is not None

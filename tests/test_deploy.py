@@ -782,7 +782,7 @@ def test_redis_conf_starts_with_what_leasegate_needs(binary: str, tmp_path: Path
                 if client.ping():
                     break
             assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
+            time.sleep(0.02)  # polling pace, because a port gives no event when it opens
         config = client.config_get("*")
         assert config["maxmemory-policy"] == "noeviction"
         assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"

@@ -58,7 +58,7 @@ try:
                 break
             # server time at which the renew was decided
             say(event="ok", at=renewed.expires_at - renewed.ttl)
-            time.sleep(0.1)  # heartbeat pace of this holder, not a synchronisation
+            time.sleep(0.1)  # the holder heartbeats at this pace, because a renewal loop needs one
 except LeaseLost as lost:
     say(event="exit", reason=lost.reason)
 else:
