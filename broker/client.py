@@ -118,7 +118,8 @@ class Client:
         with unavailable_as_error():
             reply = self.scripts("start-run", [*keys, run_key + RUN_COMPANIONS[0]],
                                  [*args, body])
-        lease = self.registry.lease_from_reply(session_key, str(args[2]), ttl, reply)
+        lease = self.registry.lease_from_reply(session_key, str(args[2]), ttl, reply,
+                                               generated=run_id is None)
         return Run(self, lease)
 
     def attach(self, session_key: str, run_id: str) -> Run:

@@ -123,12 +123,21 @@ class Registry:
         return keys, args
 
     def lease_from_reply(self, session_key: str, run_id: str, ttl: float,
-                         reply: Sequence[Any]) -> Lease:
-        """Interpret the acquire-run reply: a Lease, or the error it stands for."""
+                         reply: Sequence[Any], generated: bool = False) -> Lease:
+        """Interpret the acquire-run reply: a Lease, or the error it stands for.
+
+        ``generated``: the run id is a fresh uuid4 of ours, so a record already holding it
+        can only be this very call, retried by the client after a lost reply.
+        """
         code = int(reply[0])
         if code == ERR_LEASE_HELD:
             raise LeaseHeld(session_key, _text(reply[1]), int(reply[2]) / 1000, _text(reply[3]))
         if code == ERR_RUN_EXISTS:
+            if generated:
+                status = self.status(session_key, run_id)
+                if status.fence is not None and status.state.alive:
+                    return Lease(session_key, run_id, status.fence, status.expires_at or 0.0,
+                                 float(ttl), status.state)
             raise ValueError(f"run_id {run_id!r} is already used for session {session_key!r}")
         previous = _text(reply[4]) or None
         return Lease(session_key, run_id, int(reply[1]), int(reply[2]) / 1000, float(ttl),
@@ -145,7 +154,8 @@ class Registry:
         keys, args = self.acquire_args(session_key, ttl, policy, run_id)
         with unavailable_as_error():
             reply = self.scripts("acquire", keys, args)
-        return self.lease_from_reply(session_key, _text(args[2]), ttl, reply)
+        return self.lease_from_reply(session_key, _text(args[2]), ttl, reply,
+                                     generated=run_id is None)
 
     def renew(self, lease: Lease, ttl: float | None = None) -> Lease:
         """Heartbeat: extend a live (or parked) lease by ``ttl`` (default: its own ttl)."""

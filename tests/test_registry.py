@@ -608,3 +608,16 @@ def test_every_key_carries_the_hash_tag_and_only_the_fence_lacks_a_ttl(
             assert ttl == -1, key
         else:
             assert ttl > 0, key
+
+
+def test_a_retried_acquire_after_a_lost_reply_returns_the_same_run(registry: Registry) -> None:
+    """The client's retry of an acquire whose reply was lost finds its own run, not an error."""
+    session_key = SK
+    keys, args = registry.acquire_args(session_key, 30, "supersede", None)
+    first = registry.scripts("acquire", keys, args)  # the reply we pretend never arrived
+    again = registry.scripts("acquire", keys, args)  # what redis-py's retry sends
+    lease = registry.lease_from_reply(session_key, args[2], 30, again, generated=True)
+    assert (lease.run_id, lease.fence) == (args[2], int(first[1]))
+    assert registry.status(lease).state is RunState.LIVE
+    with pytest.raises(ValueError, match="already used"):
+        registry.lease_from_reply(session_key, args[2], 30, again, generated=False)
