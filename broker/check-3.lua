@@ -1,6 +1,6 @@
 --[[
   Would the gate deliver this callback now? Read-only: workers ask before spending GPU
-  minutes, and between steps while they work. Same rules and clock as deliver-8.lua.
+  minutes, and between steps while they work. The same rule (includes/admission.lua) and clock as deliver-8.lua.
 
   Input:
     KEYS[1] run record     <ns>:{<sk>}:run:<run id>
@@ -17,6 +17,7 @@
 ]]
 -- @include "now"
 -- @include "runState"
+-- @include "admission"
 
 local now = now_ms()
 local memo = redis.call('HMGET', KEYS[2], 'd', 'reason')
@@ -24,12 +25,6 @@ if memo[1] then
   if memo[1] == '1' then return {0, 'delivered', 1} end
   return {0, memo[2], 1}
 end
-local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence')
-local state = effective_state(rec[1], rec[2], now)
-local reasons = {unknown = 'unknown_run', expired = 'lease_expired', released = 'run_released',
-                 superseded = 'superseded'}
-if reasons[state] then return {0, reasons[state], 0} end
-if rec[3] ~= ARGV[1] then return {0, 'unknown_run', 0} end
-if now > tonumber(ARGV[2]) then return {0, 'deadline_passed', 0} end
-if redis.call('XLEN', KEYS[3]) == 0 then return {0, 'unknown_run', 0} end
+local reason = admission(KEYS[1], KEYS[3], '', ARGV[1], tonumber(ARGV[2]), now)
+if reason then return {0, reason, 0} end
 return {1, '', 0}

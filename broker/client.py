@@ -16,6 +16,7 @@ from leasegate.ownership import Lease, LeaseLost, Registry, RunState, RunStatus
 from leasegate.ownership.keys import check_run_id
 from leasegate.ownership.lua import Scripts
 from leasegate.ownership.registry import Outcome, Policy, connect, unavailable_as_error
+from leasegate.ownership.replies import as_text
 
 from .deadletters import DeadLetters
 from .envelope import Envelope
@@ -60,8 +61,12 @@ class ReleaseReport:
         return self.status.state
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+
+def check_deadline(deadline: object) -> None:
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
+    if not 0 < deadline <= MAX_DEADLINE:
+        raise ValueError(f"deadline must be > 0 and <= {MAX_DEADLINE} seconds, got {deadline}")
 
 
 def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
@@ -159,12 +164,12 @@ class Run:
                  deadline: float = 600.0, callback_id: str | None = None,
                  task_id: str | None = None) -> Envelope:
         """A signed envelope for one background call; its deadline is counted on server time."""
-        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-            raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
-        if not 0 < deadline <= MAX_DEADLINE:
-            raise ValueError(f"deadline must be > 0 and <= {MAX_DEADLINE} seconds, got {deadline}")
-        now = self.client.server_time_ms()
-        callback_id = callback_id or uuid.uuid4().hex
+        check_deadline(deadline)
+        return self._sign(tool, task_args, deadline, callback_id or uuid.uuid4().hex, task_id,
+                          self.client.server_time_ms())
+
+    def _sign(self, tool: str, task_args: Mapping[str, Any] | None, deadline: float,
+              callback_id: str, task_id: str | None, now: int) -> Envelope:
         return Envelope.create(
             self.client.secrets[0], callback_id=callback_id, session_key=self.session_key,
             run_id=self.run_id, fence=self.fence, tool=tool, task_args=dict(task_args or {}),
@@ -194,31 +199,33 @@ class Run:
         if tool not in self.client.tasks:
             raise ValueError(f"tool {tool!r} has no task; known: {sorted(self.client.tasks)}")
         task_name, default_queue = self.client.tasks[tool]
-        env = self.envelope(tool, task_args, deadline)
+        check_deadline(deadline)
+        callback_id = uuid.uuid4().hex
         keys = self.client.keys
         pending = keys.pending(self.session_key, self.run_id)
         with unavailable_as_error():
             reply = self.client.scripts("submit", [keys.run(self.session_key, self.run_id),
-                                                   pending], [self.fence, env.callback_id, tool])
+                                                   pending], [self.fence, callback_id, tool])
         if int(reply[0]) != 0:
-            raise LeaseLost(str(reply[1].decode() if isinstance(reply[1], bytes) else reply[1]),
-                            self.session_key, self.run_id)
+            raise LeaseLost(as_text(reply[1]), self.session_key, self.run_id)
         try:
+            # the script's server time dates the envelope: no separate TIME round trip
+            env = self._sign(tool, task_args, deadline, callback_id, None, int(reply[1]))
             self.client.celery_app.send_task(
                 task_name, kwargs=task_args, task_id=env.task_id,
                 queue=queue or default_queue, serializer="msgpack",
                 headers={HEADER: header_value(env)})
         except Exception:
-            self.client.redis.hdel(pending, env.callback_id)  # never sent: not pending
+            self.client.redis.hdel(pending, callback_id)  # never sent: not pending
             raise
-        return env.callback_id
+        return callback_id
 
     def pending(self) -> dict[str, str]:
         """Callbacks submitted and not yet delivered or quarantined: callback id -> tool."""
         with unavailable_as_error():
             raw = self.client.redis.hgetall(
                 self.client.keys.pending(self.session_key, self.run_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     def release(self, outcome: Outcome = "completed",
                 cancel_pending: bool = False) -> ReleaseReport:

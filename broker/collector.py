@@ -13,10 +13,10 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import redis
 
+from leasegate.ownership.keys import glob_escape
 from leasegate.ownership.registry import unavailable_as_error
 
 from .artifacts import ArtifactStore, collect
-from .dlqindex import glob_escape
 from .keys import INBOX, BrokerKeys
 
 SCAN_COUNT = 500

@@ -19,11 +19,13 @@ from typing import Any, Protocol
 
 import redis
 
+from leasegate.ownership.keys import glob_escape
 from leasegate.ownership.lua import Scripts
 from leasegate.ownership.registry import unavailable_as_error
+from leasegate.ownership.replies import as_text
 
 from .artifacts import ArtifactRef
-from .dlqindex import LetterIndex, check_name, glob_escape
+from .dlqindex import LetterIndex, check_name
 from .gate import REASONS
 from .inbox import unpack_body, unpack_refs
 from .keys import BrokerKeys
@@ -37,9 +39,6 @@ REPLAY_ERRORS = {-1: "not_found", -2: "already_redelivered", -3: "not_quarantine
                  -4: "no_payload", -5: "wrong_session", -6: "target_not_alive",
                  -7: "no_inbox"}
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(fields: dict[str, str], name: str) -> float | None:
@@ -95,8 +94,8 @@ class DeadLetter:
 
     @classmethod
     def from_hash(cls, raw: dict[Any, Any]) -> DeadLetter:
-        binary = {_text(k): v for k, v in raw.items()}
-        f = {k: _text(v) for k, v in binary.items() if k not in ("body", "arts", "raw")}
+        binary = {as_text(k): v for k, v in raw.items()}
+        f = {k: as_text(v) for k, v in binary.items() if k not in ("body", "arts", "raw")}
 
         def opt(name: str) -> str | None:
             return f.get(name) or None
@@ -276,9 +275,9 @@ class DeadLetters:
             reply = self.scripts("replay", keys, [dlq_id, sk, run_id, check_name("by", by, 200)])
         code = int(reply[0])
         if code != 0:
-            raise ReplayRefused(dlq_id, REPLAY_ERRORS[code], _text(reply[1]))
-        return ReplayResult(dlq_id, sk, run_id, _text(reply[1]), int(reply[2]),
-                            _text(reply[3]) == "parked")
+            raise ReplayRefused(dlq_id, REPLAY_ERRORS[code], as_text(reply[1]))
+        return ReplayResult(dlq_id, sk, run_id, as_text(reply[1]), int(reply[2]),
+                            as_text(reply[3]) == "parked")
 
     def discard(self, dlq_id: str, by: str = "api", note: str = "") -> str:
         """Make a letter a 'discarded' tombstone (history kept, payload dropped); returns the
@@ -286,7 +285,7 @@ class DeadLetters:
         with unavailable_as_error():
             reply = self.scripts("discard", [self.keys.dlq, self.keys.letter(dlq_id)],
                                  [dlq_id, check_name("by", by, 200), self._keep_ms, note])
-        code, state = int(reply[0]), _text(reply[1])
+        code, state = int(reply[0]), as_text(reply[1])
         if code == -1:
             raise LetterNotFound(dlq_id)
         if code == -2:
@@ -314,7 +313,7 @@ class DeadLetters:
             elif ids:
                 with unavailable_as_error():
                     reply = self.scripts("purge", [self.keys.dlq], [*args, *ids])
-                done += [_text(dlq_id) for dlq_id in reply]
+                done += [as_text(dlq_id) for dlq_id in reply]
             if cursor is None:
                 return done
 
@@ -383,14 +382,14 @@ class DeadLetters:
         while True:  # XAUTOCLAIM pages like SCAN; claimed entries join our own pending list
             reply = self.client.xautoclaim(self.keys.dlq, group, consumer, idle_ms, start,
                                            count=batch)
-            start = _text(reply[0])
+            start = as_text(reply[0])
             if start == "0-0":
                 return
 
     def _read_group(self, group: str, consumer: str, position: str,
                     batch: int) -> builtins.list[tuple[str, DeadLetter | None]]:
         reply: Any = self.client.xreadgroup(group, consumer, {self.keys.dlq: position}, count=batch)
-        ids = [_text(entry_id) for _, items in reply or [] for entry_id, _ in items]
+        ids = [as_text(entry_id) for _, items in reply or [] for entry_id, _ in items]
         letters = {letter.id: letter for letter in self._load(ids)}
         return [(dlq_id, letters.get(dlq_id)) for dlq_id in ids]
 
@@ -417,7 +416,7 @@ class DeadLetters:
         come from a SCAN over the tool indexes: an operator's call, not a hot path."""
         k = self.keys
         with unavailable_as_error():
-            tools = sorted({_text(key) for key in self.client.scan_iter(
+            tools = sorted({as_text(key) for key in self.client.scan_iter(
                 match=glob_escape(k.dlq_index("tool", "")) + "*", count=500, _type="zset")})
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(k.dlq_stats)
@@ -427,9 +426,9 @@ class DeadLetters:
             for key in (*(k.dlq_index("reason", r) for r in REASONS), *tools):
                 pipe.zcard(key)
             raw, held, (secs, micros), first, *cards = list(pipe.execute())
-        counters = {_text(key): int(v) for key, v in raw.items()}
+        counters = {as_text(key): int(v) for key, v in raw.items()}
         now = int(secs) * 1000 + int(micros) // 1000
-        oldest = (now - int(_text(first[0][0]).split("-")[0])) / 1000 if first else None
+        oldest = (now - int(as_text(first[0][0]).split("-")[0])) / 1000 if first else None
         prefix = len(k.dlq_index("tool", ""))
         by_reason = dict(zip(REASONS, cards, strict=False))
         by_tool = {key[prefix:]: n for key, n in zip(tools, cards[len(REASONS):], strict=True)}

@@ -28,6 +28,7 @@
 ]]
 -- @include "now"
 -- @include "runState"
+-- @include "admission"
 -- @include "deadLetter"
 
 local now = now_ms()
@@ -35,30 +36,8 @@ local now = now_ms()
 local memo = redis.call('HMGET', KEYS[6], 'd', 'reason', 'entry', 'seq', 'detail')
 if memo[1] then return {tonumber(memo[1]), memo[2], memo[3], tonumber(memo[4]), 1, memo[5]} end
 
-local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'outcome', 'by_run', 'by_fence')
-local state = effective_state(rec[1], rec[2], now)
-local reason, detail = nil, ''
-if state == 'unknown' then
-  reason, detail = 'unknown_run', 'no record of run ' .. ARGV[1]
-elseif state == 'expired' then
-  reason, detail = 'lease_expired', 'lease expired at ' .. rec[2]
-elseif state == 'released' then
-  reason, detail = 'run_released', 'released as ' .. (rec[4] or '?')
-elseif state == 'superseded' then
-  reason, detail = 'superseded', 'superseded by run ' .. rec[5] .. ' with fence ' .. rec[6]
-elseif rec[3] ~= ARGV[2] then
-  reason, detail = 'unknown_run', 'fence ' .. ARGV[2] .. ' is not the run\'s fence ' .. rec[3]
-elseif now > tonumber(ARGV[11]) then
-  reason, detail = 'deadline_passed', 'deadline ' .. ARGV[11] .. ' passed at ' .. now
-end
-local inbox_len = 0
-if reason == nil then
-  inbox_len = redis.call('XLEN', KEYS[3])
-  if inbox_len == 0 then
-    -- a lease taken without start_run has no prompt: a callback must never become entry 1
-    reason, detail = 'unknown_run', 'run ' .. ARGV[1] .. ' has no inbox (not started with a prompt)'
-  end
-end
+local reason, detail, state, inbox_len = admission(KEYS[1], KEYS[3], ARGV[1], ARGV[2],
+                                                    tonumber(ARGV[11]), now)
 
 local memo_ttl = tonumber(ARGV[12])
 if reason == nil then

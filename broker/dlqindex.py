@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 
+from leasegate.ownership.replies import as_text
+
 from .gate import REASONS
 from .keys import BrokerKeys
 
@@ -21,9 +23,6 @@ FILTER_NAMES = {"reason": "reason", "sk": "session_key", "tool": "tool"}
 
 Ids = tuple[list[str], str | None]   # letter ids, newest first, and the cursor after them
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def check_name(field: str, value: object, limit: int = 512) -> str:
@@ -68,7 +67,7 @@ class LetterIndex:
         top = f"({pos}" if pos else ("+" if high is None else str(high))
         rows: Any = self.client.xrevrange(self.keys.dlq, max=top,
                                           min="-" if low is None else str(low), count=limit + 1)
-        ids = [_text(entry_id) for entry_id, _ in rows]
+        ids = [as_text(entry_id) for entry_id, _ in rows]
         return ids[:limit], ("s:" + ids[limit - 1] if len(ids) > limit else None)
 
     def _zpage(self, key: str, low: int | None, high: int | None, count: int,
@@ -79,14 +78,14 @@ class LetterIndex:
         if pos is None:
             pipe.zrevrangebyscore(key, "+inf" if high is None else str(high), bottom,
                                   start=0, num=count, withscores=True)
-            return [(_text(m), int(s)) for m, s in pipe.execute()[0]]
+            return [(as_text(m), int(s)) for m, s in pipe.execute()[0]]
         score, member = pos.split(":", 1)
         # the ties are the letters of one millisecond: a handful, whatever the total
         pipe.zrevrangebyscore(key, score, score)
         pipe.zrevrangebyscore(key, f"({score}", bottom, start=0, num=count, withscores=True)
         ties, older = pipe.execute()
-        rows = [(m, int(score)) for m in map(_text, ties) if m < member]
-        return (rows + [(_text(m), int(s)) for m, s in older])[:count]
+        rows = [(m, int(score)) for m in map(as_text, ties) if m < member]
+        return (rows + [(as_text(m), int(s)) for m, s in older])[:count]
 
     def _walk(self, indexes: list[str], low: int | None, high: int | None, limit: int,
               pos: str | None) -> Ids:
@@ -129,8 +128,3 @@ def parse_cursor(cursor: str | None) -> tuple[str | None, str | None]:
 
 def _z_cursor(row: tuple[str, int]) -> str:
     return f"z:{row[1]}:{row[0]}"
-
-
-def glob_escape(text: str) -> str:
-    """``text`` matched literally by a SCAN MATCH pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

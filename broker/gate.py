@@ -16,6 +16,7 @@ import redis
 
 from leasegate.ownership.lua import Scripts
 from leasegate.ownership.registry import unavailable_as_error
+from leasegate.ownership.replies import as_text
 
 from .artifacts import ArtifactRef
 from .envelope import RAW_CAP, Envelope, EnvelopeError
@@ -28,9 +29,6 @@ REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadli
            "malformed", "bad_signature")
 KINDS = ("result", "error")
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class Gate:
                 self.keys.inbox(env.session_key, env.run_id)]
         with unavailable_as_error():
             reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms])
-        return Admission(int(reply[0]) == 1, _text(reply[1]) or None, int(reply[2]) == 1)
+        return Admission(int(reply[0]) == 1, as_text(reply[1]) or None, int(reply[2]) == 1)
 
     def open(self, wire: bytes) -> Envelope:
         """Decode and verify wire bytes (EnvelopeError for anything untrustworthy)."""
@@ -170,10 +168,10 @@ class Gate:
         delivered = int(reply[0]) == 1
         return Verdict(
             delivered=delivered,
-            reason=None if delivered else _text(reply[1]),
-            entry_id=_text(reply[2]),
+            reason=None if delivered else as_text(reply[1]),
+            entry_id=as_text(reply[2]),
             repeat=int(reply[4]) == 1,
-            detail=_text(reply[5]),
+            detail=as_text(reply[5]),
             seq=int(reply[3]) if delivered else None,
             callback_id=callback_id,
             session_key=session_key,

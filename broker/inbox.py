@@ -14,12 +14,9 @@ import msgpack  # type: ignore[import-untyped]
 import redis
 
 from leasegate.ownership.registry import unavailable_as_error
+from leasegate.ownership.replies import as_text
 
 from .artifacts import ArtifactRef
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def unpack_body(raw: bytes | str | None) -> Any:
@@ -48,8 +45,8 @@ class Entry:
 
     @classmethod
     def from_stream(cls, entry_id: Any, raw: Mapping[Any, Any]) -> Entry:
-        f = {_text(k): v for k, v in raw.items()}
-        text = {k: _text(v) for k, v in f.items() if k not in ("body", "arts")}
+        f = {as_text(k): v for k, v in raw.items()}
+        text = {k: as_text(v) for k, v in f.items() if k not in ("body", "arts")}
         provenance: dict[str, Any] = {
             "source_tool": text.get("tool") or None,
             "task_id": text.get("task") or None,
@@ -65,7 +62,7 @@ class Entry:
                 "orig_fence") else None
             provenance["original_kind"] = text.get("orig_kind") or None
         return cls(
-            id=_text(entry_id),
+            id=as_text(entry_id),
             seq=int(text["seq"]),
             role=text["role"],
             kind=text["kind"],

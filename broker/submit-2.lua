@@ -9,7 +9,8 @@
     ARGV[1] fence   ARGV[2] callback id   ARGV[3] tool
 
   Output:
-     {0}            recorded (the pending hash expires with the run record)
+     {0, now_ms}    recorded (the pending hash expires with the run record); the server time
+                    is what the envelope's submitted-at and deadline count from
     {-2, reason}    ERR_LEASE_LOST: 'expired' | 'superseded' | 'released' | 'unknown'
 ]]
 -- @include "now"
@@ -22,4 +23,4 @@ if state ~= 'live' and state ~= 'parked' then return {-2, state} end
 if rec[3] ~= ARGV[1] then return {-2, 'unknown'} end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
-return {0}
+return {0, now}

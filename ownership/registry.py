@@ -18,9 +18,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .errors import LeaseHeld, LeaseLost, RegistryUnavailable
-from .keys import Keys, check_run_id, check_session_key
+from .keys import Keys, check_run_id, check_session_key, glob_escape
 from .lease import OUTCOMES, POLICIES, HeldLease, Lease, RunState, RunStatus
 from .lua import Scripts
+from .replies import as_text
 
 ERR_LEASE_HELD = -1
 ERR_LEASE_LOST = -2
@@ -33,9 +34,6 @@ DEFAULT_RETENTION = 7 * 86400.0
 Policy = Literal["supersede", "exclusive"]
 Outcome = Literal["completed", "failed", "cancelled"]
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(field: str, seconds: float, limit: float) -> int:
@@ -131,7 +129,7 @@ class Registry:
         """
         code = int(reply[0])
         if code == ERR_LEASE_HELD:
-            raise LeaseHeld(session_key, _text(reply[1]), int(reply[2]) / 1000, _text(reply[3]))
+            raise LeaseHeld(session_key, as_text(reply[1]), int(reply[2]) / 1000, as_text(reply[3]))
         if code == ERR_RUN_EXISTS:
             if generated:
                 status = self.status(session_key, run_id)
@@ -139,7 +137,7 @@ class Registry:
                     return Lease(session_key, run_id, status.fence, status.expires_at or 0.0,
                                  float(ttl), status.state)
             raise ValueError(f"run_id {run_id!r} is already used for session {session_key!r}")
-        previous = _text(reply[4]) or None
+        previous = as_text(reply[4]) or None
         return Lease(session_key, run_id, int(reply[1]), int(reply[2]) / 1000, float(ttl),
                      RunState.LIVE, previous)
 
@@ -154,7 +152,7 @@ class Registry:
         keys, args = self.acquire_args(session_key, ttl, policy, run_id)
         with unavailable_as_error():
             reply = self.scripts("acquire", keys, args)
-        return self.lease_from_reply(session_key, _text(args[2]), ttl, reply,
+        return self.lease_from_reply(session_key, as_text(args[2]), ttl, reply,
                                      generated=run_id is None)
 
     def renew(self, lease: Lease, ttl: float | None = None) -> Lease:
@@ -173,7 +171,7 @@ class Registry:
             reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
                                                   self.retention_ms])
         if int(reply[0]) == ERR_LEASE_LOST:
-            raise LeaseLost(_text(reply[1]), lease.session_key, lease.run_id)
+            raise LeaseLost(as_text(reply[1]), lease.session_key, lease.run_id)
         ttl = int(reply[3]) / 1000
         return Lease(lease.session_key, lease.run_id, lease.fence, int(reply[1]) / 1000, ttl,
                      RunState(state), lease.previous_run_id)
@@ -208,6 +206,23 @@ class Registry:
         with unavailable_as_error():
             reply = self.scripts("status", [self.keys.run(session_key, run_id)], [])
         return status_from_reply(session_key, run_id, reply)
+
+    def runs(self, session_key: str | None = None,
+             run_id: str | None = None) -> Iterator[tuple[str, str]]:
+        """(session key, run id) of every run record (of one session key, or with one id).
+
+        A SCAN over the namespace: for operators and exporters, never the delivery path.
+        """
+        ns = glob_escape(self.namespace)
+        sk = glob_escape(session_key) if session_key else "*"
+        rid = glob_escape(run_id) if run_id else "*"
+        with unavailable_as_error():
+            for raw in self.client.scan_iter(match=f"{ns}:{{{sk}}}:run:{rid}", count=1000,
+                                             _type="hash"):
+                _, _, rest = as_text(raw).partition(":{")
+                found_sk, _, tail = rest.rpartition("}:run:")
+                if found_sk and tail and ":" not in tail:  # companions are not runs
+                    yield found_sk, tail
 
     @contextlib.contextmanager
     def hold(self, session_key: str, ttl: float = 30.0, policy: Policy = "supersede",
@@ -265,12 +280,12 @@ def _maybe_seconds(fields: dict[str, str], name: str) -> float | None:
 
 def status_from_reply(session_key: str, run_id: str, reply: Sequence[Any]) -> RunStatus:
     """Build a RunStatus from ``{now_ms, state, field, value, ...}``."""
-    raw = [_text(item) for item in reply[2:]]
+    raw = [as_text(item) for item in reply[2:]]
     fields = dict(zip(raw[::2], raw[1::2], strict=True))
     return RunStatus(
         session_key=session_key,
         run_id=run_id,
-        state=RunState(_text(reply[1])),
+        state=RunState(as_text(reply[1])),
         fence=_maybe_int(fields, "fence"),
         expires_at=_maybe_seconds(fields, "exp"),
         outcome=fields.get("outcome"),

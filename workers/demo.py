@@ -224,5 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="leasegate-demo", type=Path,
                       help="where the images go (default ./leasegate-demo)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     return run_demo(args.out)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -166,9 +166,8 @@ def replay(ctx: click.Context, dlq_id: str, run_id: str) -> None:
     if not letter.session_key:
         fail(f"dead letter {dlq_id} ({letter.reason}) names no trusted session: "
              "nothing to replay")
-    from .runs_cli import find_runs
-
-    found = sorted(find_runs(client, None, run_id), key=lambda m: m[0] != letter.session_key)
+    found = sorted(client.registry.runs(run_id=run_id),
+                   key=lambda m: m[0] != letter.session_key)
     if not found:
         fail(f"no run {run_id}")
     target = _TargetRun(*found[0])  # the letter's own session first: a run id is unique there
@@ -257,7 +256,7 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
         raise click.UsageError(f"--reason must be one of {', '.join(REASONS)}")
     client = client_for(ctx)
     stats = client.dead_letters.stats()
-    todo = stats.by_state.get("quarantined", 0) if hasattr(stats, "by_state") else 0
+    todo = stats.by_state.get("quarantined", 0)
     if dry_run:
         click.echo(f"would drain up to {todo} quarantined letter(s) to {to_dir}")
         return

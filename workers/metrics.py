@@ -12,11 +12,13 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from leasegate.ownership.replies import as_text
 
 if TYPE_CHECKING:
     from leasegate.broker import Client
@@ -25,9 +27,6 @@ GATE_LATENCY = Histogram(
     "leasegate_gate_latency_seconds", "Time of one Gate.deliver call, as a worker sees it",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisCollector(Collector):
@@ -47,7 +46,7 @@ class RedisCollector(Collector):
             yield from self._cache[1]
 
     def _read(self) -> list[Metric]:
-        counters = {_text(k): int(v) for k, v in
+        counters = {as_text(k): int(v) for k, v in
                     self.client.redis.hgetall(self.client.keys.metrics).items()}
         deliveries = CounterMetricFamily("leasegate_deliveries", "Callbacks through the gate",
                                          labels=["verdict", "reason", "tool"])
@@ -84,16 +83,14 @@ class RedisCollector(Collector):
         return [deliveries, renew, skipped, held, oldest, leases]
 
     def _leases(self) -> dict[str, int]:
-        from .runs_cli import find_runs
-
-        keys = [self.client.keys.run(sk, rid) for sk, rid in find_runs(self.client)]
+        keys = [self.client.keys.run(sk, rid) for sk, rid in self.client.registry.runs()]
         now = self.client.server_time_ms()
         counts = {"live": 0, "parked": 0}
         with self.client.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(key, "state", "exp")
             for state, exp in pipe.execute():
-                name = _text(state) if state else ""
+                name = as_text(state) if state else ""
                 if name in counts and exp is not None and int(exp) > now:
                     counts[name] += 1
         return counts

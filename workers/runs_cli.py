@@ -6,7 +6,6 @@ written on the delivery path for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,23 +18,6 @@ if TYPE_CHECKING:
     from leasegate.ownership import RunStatus
 
 STATES = ("live", "parked", "expired", "released", "superseded")
-
-
-def find_runs(client: Client, session_key: str | None = None,
-              run_id: str | None = None) -> Iterator[tuple[str, str]]:
-    """(session key, run id) of every run record, optionally of one session or one id."""
-    from leasegate.broker.dlqindex import glob_escape
-
-    ns = glob_escape(client.keys.namespace)
-    sk = glob_escape(session_key) if session_key else "*"
-    rid = glob_escape(run_id) if run_id else "*"
-    for raw in client.redis.scan_iter(match=f"{ns}:{{{sk}}}:run:{rid}", count=1000,
-                                      _type="hash"):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        _head, _, rest = key.partition(":{")
-        found_sk, _, tail = rest.rpartition("}:run:")
-        if found_sk and tail and ":" not in tail:  # companions (':pending') are not runs
-            yield found_sk, tail
 
 
 def status_json(status: RunStatus, now: float) -> dict[str, Any]:
@@ -61,7 +43,7 @@ def ls(ctx: click.Context, state: str | None, session_key: str | None, as_json: 
     """List runs, newest first."""
     client = client_for(ctx)
     now = client.server_time_ms() / 1000
-    found = [client.registry.status(sk, rid) for sk, rid in find_runs(client, session_key)]
+    found = [client.registry.status(sk, rid) for sk, rid in client.registry.runs(session_key)]
     found = [s for s in found if state is None or s.state.value == state]
     found.sort(key=lambda s: s.created_at or 0, reverse=True)
     if as_json:
@@ -76,7 +58,7 @@ def ls(ctx: click.Context, state: str | None, session_key: str | None, as_json: 
 
 
 def _attach(ctx: click.Context, client: Client, run_id: str, session_key: str | None) -> Run:
-    matches = list(find_runs(client, session_key, run_id))
+    matches = list(client.registry.runs(session_key, run_id))
     if not matches:
         fail(f"no run {run_id}" + (f" of session {session_key!r}" if session_key else ""))
     if len(matches) > 1:
@@ -128,7 +110,7 @@ def audit(ctx: click.Context, as_json: bool) -> None:
     client = client_for(ctx)
     problems: list[dict[str, Any]] = []
     checked = 0
-    for sk, rid in find_runs(client):
+    for sk, rid in client.registry.runs():
         run = client.attach(sk, rid)
         entries = run.inbox.entries()
         checked += 1
