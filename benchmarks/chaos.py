@@ -126,8 +126,9 @@ class RecordingRun(Run):
         self.record = record
         self.last: str | None = None
 
-    def envelope(self, *args: Any, **kwargs: Any) -> Envelope:
-        env = super().envelope(*args, **kwargs)
+    def _sign(self, *args: Any, **kwargs: Any) -> Envelope:
+        # every envelope, Run.envelope's and Run.submit's, is signed here
+        env = super()._sign(*args, **kwargs)
         with self.record.lock:
             self.record.callbacks[env.callback_id] = CallbackRecord(
                 env.callback_id, env.session_key, env.run_id, env.fence, env.deadline_at_ms)
