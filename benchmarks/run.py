@@ -22,7 +22,7 @@ from typing import Any
 
 from leasegate.broker import Client
 from leasegate.ownership.registry import connect
-from leasegate.ownership.server import RedisServer
+from leasegate.ownership.testing import RedisServer
 
 from . import e2e, gatecall, latency, memory, scale
 from .common import SECRET, busy_processes, loadavg, machine

@@ -1,7 +1,18 @@
-"""leasegate.broker: what travels and where it lands (envelope, gate, inbox, dead letters)."""
+"""leasegate.broker: what travels and where it lands (envelope, gate, inbox, dead letters,
+artifacts), and the runtime-facing Client. Only ``transport`` speaks Celery.
 
-from .artifacts import ArtifactRef, FileArtifactStore
-from .client import Client, Run
+This is the layer's whole public face: workers import from here, never from a submodule.
+"""
+
+from .artifacts import (
+    ArtifactCorrupt,
+    ArtifactError,
+    ArtifactMissing,
+    ArtifactRef,
+    ArtifactStore,
+    FileArtifactStore,
+)
+from .collector import collect_artifacts, referenced_digests
 from .deadletters import (
     DeadLetter,
     DeadLetters,
@@ -12,31 +23,65 @@ from .deadletters import (
     ReplayResult,
     Stats,
 )
-from .envelope import BadSignature, Envelope, EnvelopeError, MalformedEnvelope
-from .gate import Gate, Verdict
+from .envelope import (
+    BadSignature,
+    Envelope,
+    EnvelopeError,
+    MalformedEnvelope,
+    VerifiedEnvelope,
+    digest_args,
+)
+from .gate import KINDS, REASONS, Admission, Gate, Verdict, pack_body
 from .inbox import Entry, Inbox
+from .runtime import Client, ReleaseReport, Run
 from .settings import Settings
+from .transport import DEFAULT_TASKS, HEADER, IMAGE_GENERATE, Route, header_value, wire_from_header
 
 __all__ = [
-    "ArtifactRef",
-    "BadSignature",
+    # the runtime's side
     "Client",
-    "DeadLetter",
-    "DeadLetters",
-    "Entry",
+    "ReleaseReport",
+    "Run",
+    "Settings",
+    # envelopes and the gate
+    "Admission",
+    "BadSignature",
     "Envelope",
     "EnvelopeError",
-    "FileArtifactStore",
     "Gate",
+    "KINDS",
+    "MalformedEnvelope",
+    "REASONS",
+    "Verdict",
+    "VerifiedEnvelope",
+    "digest_args",
+    "pack_body",
+    # inboxes
+    "Entry",
     "Inbox",
+    # dead letters
+    "DeadLetter",
+    "DeadLetters",
     "LetterGone",
     "LetterNotFound",
-    "MalformedEnvelope",
     "Page",
     "ReplayRefused",
     "ReplayResult",
-    "Run",
-    "Settings",
     "Stats",
-    "Verdict",
+    # artifacts
+    "ArtifactCorrupt",
+    "ArtifactError",
+    "ArtifactMissing",
+    "ArtifactRef",
+    "ArtifactStore",
+    "FileArtifactStore",
+    "collect_artifacts",
+    "referenced_digests",
+    # how owned tasks travel (Celery)
+    "DEFAULT_TASKS",
+    "HEADER",
+    "IMAGE_GENERATE",
+    "Route",
+    "header_value",
+    "wire_from_header",
 ]

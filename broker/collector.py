@@ -13,9 +13,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import redis
 
-from leasegate.ownership.keys import glob_escape
-from leasegate.ownership.registry import unavailable_as_error
-
+from ..ownership import glob_escape, unavailable_as_error
 from .artifacts import ArtifactStore, collect
 from .keys import INBOX, BrokerKeys
 

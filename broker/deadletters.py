@@ -19,11 +19,7 @@ from typing import Any, Protocol
 
 import redis
 
-from leasegate.ownership.keys import glob_escape
-from leasegate.ownership.lua import Scripts
-from leasegate.ownership.registry import unavailable_as_error
-from leasegate.ownership.replies import as_text
-
+from ..ownership import Scripts, as_text, glob_escape, unavailable_as_error
 from .artifacts import ArtifactRef
 from .dlqindex import LetterIndex, check_name
 from .gate import REASONS

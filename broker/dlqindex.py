@@ -13,8 +13,7 @@ from typing import Any
 
 import redis
 
-from leasegate.ownership.replies import as_text
-
+from ..ownership import as_text
 from .gate import REASONS
 from .keys import BrokerKeys
 

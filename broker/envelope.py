@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import msgpack  # type: ignore[import-untyped]
 
-from leasegate.ownership.keys import check_run_id, check_session_key
+from ..ownership import check_run_id, check_session_key
 
 VERSION = 1
 MIN_SECRET_BYTES = 16
@@ -158,10 +158,11 @@ def _check_id(field: str, check: Callable[[object], str], value: str) -> None:
         raise _Invalid(field, message) from exc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Envelope:
     """One submitted background task's claim on a run. Every instance is valid; none is trusted
-    until ``decode`` has checked its signature."""
+    until ``decode`` or ``verify`` has checked its signature (they return a
+    ``VerifiedEnvelope``)."""
 
     v: int
     callback_id: str
@@ -208,6 +209,16 @@ class Envelope:
         if len(self.sig) != hashlib.sha256().digest_size:
             raise _Invalid("sig", f"sig must be 32 bytes, not {len(self.sig)}")
 
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in WIRE_KEYS)
+
+    def __eq__(self, other: object) -> bool:
+        # verified or not, the same fields are the same envelope
+        return isinstance(other, Envelope) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
     @staticmethod
     def verify_secret_length(secret: bytes) -> bytes:
         """Return ``secret`` if it is bytes of at least ``MIN_SECRET_BYTES``; else ValueError."""
@@ -248,7 +259,7 @@ class Envelope:
 
     @classmethod
     def decode(cls, wire: bytes | bytearray | memoryview, secret: bytes | Sequence[bytes], *,
-               max_bytes: int = MAX_WIRE_BYTES, raw_cap: int = RAW_CAP) -> Envelope:
+               max_bytes: int = MAX_WIRE_BYTES, raw_cap: int = RAW_CAP) -> VerifiedEnvelope:
         """Parse, check and verify ``wire``. ``secret`` may list several: current first, then
         the previous ones still accepted during a key rotation.
 
@@ -293,16 +304,46 @@ class Envelope:
             envelope = cls(**{_FIELDS_BY_WIRE_KEY[key]: value for key, value in data.items()})
         except _Invalid as exc:
             raise malformed(str(exc), exc.field) from exc
-        signed = envelope.signed_bytes()
+        return envelope._verified(secrets, raw, raw_cap)
+
+    def verify(self, secret: bytes | Sequence[bytes]) -> VerifiedEnvelope:
+        """This envelope, proven signed by one of ``secret``; ``BadSignature`` if not."""
+        if isinstance(self, VerifiedEnvelope):
+            return self
+        return self._verified(_check_secrets(secret), None, RAW_CAP)
+
+    def _verified(self, secrets: list[bytes], raw: bytes | None,
+                  raw_cap: int) -> VerifiedEnvelope:
+        signed = self.signed_bytes()
         for one in secrets:
             expected = hmac.new(one, signed, hashlib.sha256).digest()
-            if hmac.compare_digest(expected, envelope.sig):
-                return envelope
-        raise BadSignature("envelope signature matches no configured secret", raw, envelope,
-                           raw_cap=raw_cap)
+            if hmac.compare_digest(expected, self.sig):
+                return VerifiedEnvelope._of(self)
+        raise BadSignature("envelope signature matches no configured secret",
+                           self.encode() if raw is None else raw, self, raw_cap=raw_cap)
 
     def to_dict(self) -> dict[str, object]:
         """The fields by name, ``sig`` as hex: for logs and provenance records."""
         fields = dataclasses.asdict(self)
         fields["sig"] = self.sig.hex()
         return fields
+
+
+class VerifiedEnvelope(Envelope):
+    """An envelope whose signature was checked (by ``Envelope.decode`` or ``verify``): the
+    gate takes it without checking again. Built by hand, or changed with
+    ``dataclasses.replace``, it is a plain ``Envelope`` again: proof does not survive edits."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Envelope:  # type: ignore[misc]
+        return Envelope(*args, **kwargs)
+
+    @classmethod
+    def _of(cls, envelope: Envelope) -> VerifiedEnvelope:
+        verified: VerifiedEnvelope = object.__new__(cls)
+        for name in WIRE_KEYS:
+            object.__setattr__(verified, name, getattr(envelope, name))
+        return verified
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a copy or a pickle is a plain Envelope: the proof belongs to this process
+        return (Envelope, self._values())

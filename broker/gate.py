@@ -6,20 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgpack  # type: ignore[import-untyped]
 import redis
 
-from leasegate.ownership.lua import Scripts
-from leasegate.ownership.registry import unavailable_as_error
-from leasegate.ownership.replies import as_text
-
+from ..ownership import Scripts, as_text, unavailable_as_error
 from .artifacts import ArtifactRef
-from .envelope import RAW_CAP, Envelope, EnvelopeError
+from .envelope import (
+    RAW_CAP,
+    BadSignature,
+    Envelope,
+    EnvelopeError,
+    VerifiedEnvelope,
+    digest_args,
+)
 from .keys import BrokerKeys
 from .settings import Settings
 
@@ -87,7 +90,6 @@ class Gate:
         self.scripts = scripts
         self.secrets = list(secrets)
         self.settings = settings
-        self._opened: weakref.WeakSet[Envelope] = weakref.WeakSet()
 
     def deliver(
         self,
@@ -103,13 +105,13 @@ class Gate:
         body = pack_body("result", result, self.settings.max_result_bytes)
         refs = pack_body("artifacts", [ref.to_dict() for ref in artifacts],
                          self.settings.max_result_bytes)
-        if isinstance(envelope, Envelope) and envelope in self._opened:
-            return self._deliver(envelope, kind, body, refs)  # this gate verified it already
-        wire = envelope.encode() if isinstance(envelope, Envelope) else envelope
         try:
-            # an Envelope object is checked like bytes: its signature may be forged too
-            env = self.open(wire)
+            # an Envelope object is checked like bytes (its signature may be forged too),
+            # unless it is the VerifiedEnvelope an earlier open() or verify() returned
+            env = (envelope.verify(self.secrets) if isinstance(envelope, Envelope)
+                   else self.open(envelope))
         except EnvelopeError as exc:
+            wire = envelope.encode() if isinstance(envelope, Envelope) else envelope
             return self.quarantine_raw(wire, exc)
         return self._deliver(env, kind, body, refs)
 
@@ -122,11 +124,12 @@ class Gate:
             reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms])
         return Admission(int(reply[0]) == 1, as_text(reply[1]) or None, int(reply[2]) == 1)
 
-    def open(self, wire: bytes) -> Envelope:
-        """Decode and verify wire bytes (EnvelopeError for anything untrustworthy)."""
+    def open(self, wire: bytes, task_args: Mapping[str, Any] | None = None) -> VerifiedEnvelope:
+        """Decode and verify wire bytes (EnvelopeError for anything untrustworthy); with
+        ``task_args``, also prove they are the arguments the run signed for."""
         env = Envelope.decode(wire, self.secrets, max_bytes=self.settings.max_envelope_bytes)
-        # an equal envelope has the same signature, so membership is proof of verification
-        self._opened.add(env)
+        if task_args is not None and env.args_digest != digest_args(task_args):
+            raise BadSignature("task arguments do not match the envelope's digest", wire, env)
         return env
 
     def _deliver(self, env: Envelope, kind: str, body: bytes, refs: bytes) -> Verdict:

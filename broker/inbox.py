@@ -13,9 +13,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import redis
 
-from leasegate.ownership.registry import unavailable_as_error
-from leasegate.ownership.replies import as_text
-
+from ..ownership import as_text, unavailable_as_error
 from .artifacts import ArtifactRef
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leasegate.ownership import Keys
+from ..ownership import Keys
 
 # Companion keys of a run: they expire with its record (the registry extends them with it).
 INBOX = ":inbox"

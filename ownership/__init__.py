@@ -1,19 +1,43 @@
-"""leasegate.ownership: runs, leases and fencing tokens on Redis. Knows nothing of Celery."""
+"""leasegate.ownership: runs, leases and fencing tokens on Redis. Knows nothing of Celery.
 
+This is the layer's whole public face: the layers above import from here, never from a
+submodule. ``leasegate.ownership.testing`` (a redis-server launcher) is not core and is
+imported by name where it is needed.
+"""
+
+from .codes import ErrorCode
+from .connection import as_text, connect, glob_escape, server_time_ms, unavailable_as_error
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
-from .keys import Keys
+from .keys import Keys, check_run_id, check_session_key
 from .lease import HeldLease, Lease, RunState, RunStatus
-from .registry import Registry
+from .registry import Outcome, Policy, Registry
+from .scripts import LUA_INCLUDES, Scripts
 
 __all__ = [
+    # runs and leases
     "HeldLease",
-    "Keys",
     "Lease",
+    "Outcome",
+    "Policy",
+    "Registry",
+    "RunState",
+    "RunStatus",
+    # errors
+    "ErrorCode",
     "LeaseHeld",
     "LeaseLost",
     "OwnershipError",
-    "Registry",
     "RegistryUnavailable",
-    "RunState",
-    "RunStatus",
+    # keys and names
+    "Keys",
+    "check_run_id",
+    "check_session_key",
+    # Redis plumbing the layers above share
+    "LUA_INCLUDES",
+    "Scripts",
+    "as_text",
+    "connect",
+    "glob_escape",
+    "server_time_ms",
+    "unavailable_as_error",
 ]

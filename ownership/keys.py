@@ -41,11 +41,6 @@ def check_namespace(value: object) -> str:
     return _check_name("namespace", value, MAX_NAMESPACE_BYTES)
 
 
-def glob_escape(text: str) -> str:
-    """``text`` matched literally by a SCAN MATCH pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 class Keys:
     """Builds the key names of one namespace (``lg`` unless configured)."""
 

@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
-from .errors import LeaseHeld, LeaseLost, RegistryUnavailable
-from .keys import Keys, check_run_id, check_session_key, glob_escape
+from .connection import as_text, connect, glob_escape, unavailable_as_error
+from .errors import LeaseHeld, LeaseLost
+from .keys import Keys, check_run_id, check_session_key
 from .lease import OUTCOMES, POLICIES, HeldLease, Lease, RunState, RunStatus
-from .lua import Scripts
-from .replies import as_text
+from .scripts import Scripts
 
 ERR_LEASE_HELD = -1
 ERR_LEASE_LOST = -2
@@ -44,25 +42,6 @@ def _ms(field: str, seconds: float, limit: float) -> int:
     if seconds > limit:
         raise ValueError(f"{field} is {seconds} s; the configured maximum is {limit} s")
     return max(1, round(seconds * 1000))
-
-
-def connect(url: str, socket_timeout: float = 30.0) -> redis.Redis:
-    """A client that gives up within about a second when Redis is away (redis-py 8 would
-    retry for seconds, longer than a short lease), and reconnects once it is back."""
-    return redis.Redis.from_url(
-        url, socket_timeout=socket_timeout, socket_connect_timeout=2,
-        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
-
-
-@contextlib.contextmanager
-def unavailable_as_error() -> Iterator[None]:
-    """Turn 'Redis did not answer' into RegistryUnavailable: cannot tell is never 'live'."""
-    try:
-        yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-            redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
-        raise RegistryUnavailable(f"Redis is unavailable: {exc}") from exc
 
 
 class Registry:
@@ -88,7 +67,7 @@ class Registry:
         self.max_park = float(max_park)
         self.retention_ms = _ms("retention", retention, float("inf"))
         self.companions = tuple(companions)
-        self.scripts = Scripts(client, Path(__file__).parent)
+        self.scripts = Scripts(client, Path(__file__).parent / "commands")
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "lg", **options: Any) -> Registry:

@@ -16,7 +16,7 @@ import redis
 
 from leasegate.broker import Client
 from leasegate.ownership import Registry
-from leasegate.ownership.server import (
+from leasegate.ownership.testing import (
     RedisServer,
     find_redis_server,
     redis_version,

@@ -11,14 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bundled import app
     from .config import ConfigError, WorkerConfig
-    from .integration import install
-    from .owned import OwnedContext, OwnedResult, OwnedTask, owned_task
+    from .default_app import app
+    from .installation import install
+    from .tasks import OwnedContext, OwnedResult, OwnedTask, owned_task
 
-_HOMES = {"app": ".bundled", "ConfigError": ".config", "WorkerConfig": ".config",
-          "install": ".integration", "OwnedContext": ".owned", "OwnedResult": ".owned",
-          "OwnedTask": ".owned", "owned_task": ".owned"}
+_HOMES = {"app": ".default_app", "ConfigError": ".config", "WorkerConfig": ".config",
+          "install": ".installation", "OwnedContext": ".tasks", "OwnedResult": ".tasks",
+          "OwnedTask": ".tasks", "owned_task": ".tasks"}
 
 __all__ = ["ConfigError", "OwnedContext", "OwnedResult", "OwnedTask", "WorkerConfig", "app",
            "install", "owned_task"]

@@ -43,7 +43,7 @@ class WorkerConfig:
     visibility_timeout: float = 3900.0
     media_queue: str = "media"
     max_retries: int = 5               # transient provider errors, same callback id each time
-    cron_file: str | None = None       # JSON list of cron jobs (see leasegate.workers.cron)
+    cron_file: str | None = None       # JSON list of cron jobs (see leasegate.workers.tasks.cron)
     metrics_port: int | None = None    # a worker serves /metrics itself when set
 
     @classmethod

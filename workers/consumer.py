@@ -32,9 +32,8 @@ from typing import Any
 from celery import signals
 from celery.worker.consumer import Consumer
 
-from leasegate.broker.envelope import MalformedEnvelope
-
-from .owned import WorkerRuntime
+from ..broker import MalformedEnvelope
+from .tasks import WorkerRuntime
 
 log = logging.getLogger("leasegate.workers")
 

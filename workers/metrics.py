@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from leasegate.ownership.replies import as_text
+from ..ownership import as_text
 
 if TYPE_CHECKING:
-    from leasegate.broker import Client
+    from ..broker import Client
 
 GATE_LATENCY = Histogram(
     "leasegate_gate_latency_seconds", "Time of one Gate.deliver call, as a worker sees it",

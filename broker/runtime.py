@@ -1,0 +1,241 @@
+"""The runtime-facing side: start runs, sign envelopes for their background work, read
+their inboxes. One ``Client`` per process, shared by its runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ..ownership import (
+    LUA_INCLUDES,
+    Lease,
+    LeaseLost,
+    Outcome,
+    Policy,
+    Registry,
+    RunState,
+    RunStatus,
+    Scripts,
+    as_text,
+    check_run_id,
+    connect,
+    server_time_ms,
+    unavailable_as_error,
+)
+from .deadletters import DeadLetters
+from .envelope import Envelope
+from .gate import Gate, pack_body
+from .inbox import Inbox
+from .keys import RUN_COMPANIONS, BrokerKeys
+from .settings import Settings
+from .transport import Route, Transport, routes
+
+MAX_DEADLINE = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """What releasing a run left behind: callbacks still pending, and whether they were
+    cancelled. Pending callbacks of a released run end in the dead letters, never lost."""
+
+    status: RunStatus
+    pending: dict[str, str] = field(default_factory=dict)   # callback id -> tool
+    cancelled: bool = False
+
+    @property
+    def state(self) -> RunState:
+        return self.status.state
+
+
+
+def check_deadline(deadline: object) -> None:
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
+    if not 0 < deadline <= MAX_DEADLINE:
+        raise ValueError(f"deadline must be > 0 and <= {MAX_DEADLINE} seconds, got {deadline}")
+
+
+def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+    secrets = [secret] if isinstance(secret, bytes) else list(secret)
+    if not secrets:
+        raise ValueError("secret must be given (bytes, or a list: current first, then old ones)")
+    for item in secrets:
+        if not isinstance(item, bytes) or len(item) < 16:
+            raise ValueError("secret must be bytes of at least 16 bytes")
+    return secrets
+
+
+class Client:
+    def __init__(self, client: redis.Redis, namespace: str = "lg", *,
+                 secret: bytes | Sequence[bytes], settings: Settings | None = None,
+                 celery_app: Any = None,
+                 tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> None:
+        self.redis = client
+        self.transport = Transport(celery_app)  # only for Run.submit and cancelling
+        self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
+        self.settings = settings or Settings()
+        self.secrets = _secrets(secret)
+        self.keys = BrokerKeys(namespace)
+        s = self.settings
+        self.registry = Registry(client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
+                                 retention=s.retention, companions=RUN_COMPANIONS)
+        self.scripts = Scripts(client, Path(__file__).parent / "commands",
+                               includes=(LUA_INCLUDES,))
+        self.gate = Gate(client, self.keys, self.scripts, self.secrets, s)
+        self.dead_letters = DeadLetters(client, self.keys, self.scripts, s)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "lg", *, secret: bytes | Sequence[bytes],
+                 settings: Settings | None = None, broker_url: str | None = None,
+                 tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> Client:
+        """``broker_url`` (default: ``url``) is where ``Run.submit`` sends Celery tasks."""
+        transport = Transport.for_broker(broker_url or url)
+        return cls(connect(url), namespace, secret=secret, settings=settings,
+                   celery_app=transport.app, tasks=tasks)
+
+    @property
+    def celery_app(self) -> Any:
+        """The Celery app ``Run.submit`` sends with (None: this client cannot submit)."""
+        return self.transport.app
+
+    def server_time_ms(self) -> int:
+        return server_time_ms(self.redis)
+
+    def start_run(self, session_key: str, prompt: Any, ttl: float = 60.0,
+                  policy: Policy = "supersede", run_id: str | None = None) -> Run:
+        """Acquire a run's lease and write its prompt as inbox entry 1, atomically."""
+        keys, args = self.registry.acquire_args(session_key, ttl, policy, run_id)
+        body = pack_body("prompt", prompt, self.settings.max_prompt_bytes)
+        run_key = keys[2]
+        with unavailable_as_error():
+            reply = self.scripts("start-run", [*keys, run_key + RUN_COMPANIONS[0]],
+                                 [*args, body])
+        lease = self.registry.lease_from_reply(session_key, str(args[2]), ttl, reply,
+                                               generated=run_id is None)
+        return Run(self, lease)
+
+    def attach(self, session_key: str, run_id: str) -> Run:
+        """A Run object for an existing run (another process started it)."""
+        status = self.registry.status(session_key, check_run_id(run_id))
+        if status.state is RunState.UNKNOWN or status.fence is None:
+            raise LookupError(f"no run {run_id} of session {session_key!r}")
+        lease = Lease(session_key, run_id, status.fence, status.expires_at or 0.0,
+                      status.ttl or 0.0, status.state)
+        return Run(self, lease)
+
+
+class Run:
+    """One run of a session key, as its runtime sees it."""
+
+    def __init__(self, client: Client, lease: Lease) -> None:
+        self.client = client
+        self.lease = lease
+        self.inbox = Inbox(client.redis, client.keys.inbox(lease.session_key, lease.run_id))
+
+    def __repr__(self) -> str:
+        return f"Run({self.session_key!r}, {self.run_id!r}, fence={self.fence})"
+
+    @property
+    def session_key(self) -> str:
+        return self.lease.session_key
+
+    @property
+    def run_id(self) -> str:
+        return self.lease.run_id
+
+    @property
+    def fence(self) -> int:
+        return self.lease.fence
+
+    def envelope(self, tool: str, task_args: Mapping[str, Any] | None = None,
+                 deadline: float = 600.0, callback_id: str | None = None,
+                 task_id: str | None = None) -> Envelope:
+        """A signed envelope for one background call; its deadline is counted on server time."""
+        check_deadline(deadline)
+        return self._sign(tool, task_args, deadline, callback_id or uuid.uuid4().hex, task_id,
+                          self.client.server_time_ms())
+
+    def _sign(self, tool: str, task_args: Mapping[str, Any] | None, deadline: float,
+              callback_id: str, task_id: str | None, now: int) -> Envelope:
+        return Envelope.create(
+            self.client.secrets[0], callback_id=callback_id, session_key=self.session_key,
+            run_id=self.run_id, fence=self.fence, tool=tool, task_args=dict(task_args or {}),
+            submitted_at_ms=now, deadline_at_ms=now + round(deadline * 1000),
+            task_id=task_id or callback_id,
+        )
+
+    def renew(self, ttl: float | None = None) -> Lease:
+        self.lease = self.client.registry.renew(self.lease, ttl)
+        return self.lease
+
+    def park(self, until: float = 300.0) -> Lease:
+        """Wait for callbacks without heartbeats; each delivery leaves a resume signal."""
+        self.lease = self.client.registry.park(self.lease, until)
+        return self.lease
+
+    def submit(self, tool: str, *, deadline: float = 600.0, queue: str | None = None,
+               **task_args: Any) -> str:
+        """Send ``tool`` as a Celery task owned by this run; returns its callback id.
+
+        The task is sent by name: the runtime never imports worker code. Raises LeaseLost if
+        this run is no longer live or parked.
+        """
+        if self.client.celery_app is None:
+            raise RuntimeError("submit needs a Celery app: Client(..., celery_app=app) "
+                               "or Client.from_url(...)")
+        if tool not in self.client.tasks:
+            raise ValueError(f"tool {tool!r} has no task; known: {sorted(self.client.tasks)}")
+        route = self.client.tasks[tool]
+        check_deadline(deadline)
+        callback_id = uuid.uuid4().hex
+        keys = self.client.keys
+        pending = keys.pending(self.session_key, self.run_id)
+        with unavailable_as_error():
+            reply = self.client.scripts("submit", [keys.run(self.session_key, self.run_id),
+                                                   pending], [self.fence, callback_id, tool])
+        if int(reply[0]) != 0:
+            raise LeaseLost(as_text(reply[1]), self.session_key, self.run_id)
+        try:
+            # the script's server time dates the envelope: no separate TIME round trip
+            env = self._sign(tool, task_args, deadline, callback_id, None, int(reply[1]))
+            self.client.transport.send(route, env, task_args, queue)
+        except Exception:
+            self.client.redis.hdel(pending, callback_id)  # never sent: not pending
+            raise
+        return callback_id
+
+    def pending(self) -> dict[str, str]:
+        """Callbacks submitted and not yet delivered or quarantined: callback id -> tool."""
+        with unavailable_as_error():
+            raw = self.client.redis.hgetall(
+                self.client.keys.pending(self.session_key, self.run_id))
+        return {as_text(k): as_text(v) for k, v in raw.items()}
+
+    def release(self, outcome: Outcome = "completed",
+                cancel_pending: bool = False) -> ReleaseReport:
+        """End the run. Callbacks still pending are reported; their results will be
+        quarantined. ``cancel_pending`` also revokes their Celery tasks, so queued ones never
+        start (workers quarantine them as they drop them; running ones stop at their next
+        owner check either way)."""
+        pending = self.pending()
+        status = self.client.registry.release(self.lease, outcome)
+        cancelled = bool(cancel_pending and pending and self.client.transport.revoke(pending))
+        return ReleaseReport(status, pending, cancelled)
+
+    def status(self) -> RunStatus:
+        return self.client.registry.status(self.lease)
+
+    def wait_resume(self, timeout: float) -> str | None:
+        """Block until a callback lands while parked: its callback id, once per delivery."""
+        key = self.client.keys.resume(self.session_key, self.run_id)
+        with unavailable_as_error():
+            reply = self.client.redis.blpop([key], timeout=max(timeout, 0.001))
+        if reply is None:
+            return None
+        _, value = reply
+        return value.decode() if isinstance(value, bytes) else str(value)

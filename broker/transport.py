@@ -1,0 +1,82 @@
+"""The one broker module that speaks Celery: how an owned task travels, and how it is revoked.
+
+The envelope rides in one namespaced message header (never in the arguments, so the work
+function sees only its own); the runtime sends tasks by name and never imports worker code.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from .envelope import Envelope
+
+HEADER = "leasegate"  # the one namespaced Celery message header that carries the envelope
+
+
+class Route(NamedTuple):
+    """Where a tool's Celery task goes: its registered name and default queue (a plain
+    ``(task, queue)`` pair works wherever a Route does)."""
+
+    task: str
+    queue: str
+
+
+# The bundled tool; the workers register their task under exactly this name and queue.
+IMAGE_GENERATE = Route("leasegate.image_generate", "media")
+DEFAULT_TASKS: dict[str, Route] = {"image_generate": IMAGE_GENERATE}
+
+
+def header_value(env: Envelope) -> str:
+    """The envelope as a header value: text, since kombu's Redis transport JSON-encodes headers."""
+    return base64.b64encode(env.encode()).decode()
+
+
+def wire_from_header(value: object) -> bytes:
+    """Undo ``header_value``; anything unreadable becomes the bytes the gate will quarantine."""
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value.encode(), validate=True)
+        except ValueError:
+            return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return repr(value).encode()
+
+
+def routes(tasks: Mapping[str, tuple[str, str] | Route] | None) -> dict[str, Route]:
+    """A tool -> Route map from ``(task name, queue)`` pairs or Routes."""
+    given = DEFAULT_TASKS if tasks is None else tasks
+    return {tool: Route(*r) for tool, r in given.items()}
+
+
+class Transport:
+    """Sends owned tasks through a Celery app (any app on the workers' broker) and revokes
+    them. ``app`` None: a runtime that only reads and releases, never submits."""
+
+    def __init__(self, app: Any = None) -> None:
+        self.app = app
+
+    @classmethod
+    def for_broker(cls, broker_url: str) -> Transport:
+        from celery import Celery  # the runtime needs Celery only to send, never worker code
+
+        return cls(Celery("leasegate-runtime", broker=broker_url, set_as_current=False))
+
+    def send(self, route: tuple[str, str], env: Envelope, kwargs: Mapping[str, Any],
+             queue: str | None = None) -> None:
+        if self.app is None:
+            raise RuntimeError("submit needs a Celery app: Client(..., celery_app=app) "
+                               "or Client.from_url(...)")
+        task, default_queue = route
+        self.app.send_task(task, kwargs=dict(kwargs), task_id=env.task_id,
+                           queue=queue or default_queue, serializer="msgpack",
+                           headers={HEADER: header_value(env)})
+
+    def revoke(self, task_ids: Iterable[str]) -> bool:
+        """Revoke queued tasks; False when there is no app to do it with."""
+        if self.app is None:
+            return False
+        self.app.control.revoke(list(task_ids))
+        return True

@@ -1,0 +1,53 @@
+"""Talking to Redis: the client leasegate uses, its failure mode, and reading its replies.
+
+Every layer above reaches Redis through these, so an outage means the same thing everywhere:
+``RegistryUnavailable``, never a guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .errors import RegistryUnavailable
+
+
+def connect(url: str, socket_timeout: float = 30.0) -> redis.Redis:
+    """A client that gives up within about a second when Redis is away (redis-py 8 would
+    retry for seconds, longer than a short lease), and reconnects once it is back."""
+    return redis.Redis.from_url(
+        url, socket_timeout=socket_timeout, socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+
+
+@contextlib.contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """Turn 'Redis did not answer' into RegistryUnavailable: cannot tell is never 'live'."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
+        raise RegistryUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+def as_text(value: Any) -> str:
+    """A reply item as text, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def server_time_ms(client: redis.Redis) -> int:
+    """Redis server time in ms: the clock every deadline and expiry is counted on."""
+    with unavailable_as_error():
+        seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by a SCAN MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,96 @@
+"""Lua scripts: one file per atomic operation in a ``commands/`` folder, loaded once and
+called by SHA (the way BullMQ keeps its ``src/commands``).
+
+A file is named ``<name>-<N>.lua`` where N is the number of KEYS it takes; a header line
+``KEYS[N+1..n]`` says it takes more (companion keys). Every call is checked against that, so a
+key order mistake fails loudly in Python, not quietly in Lua. A script pulls shared functions
+in with ``-- @include "name"``, found only in the include folders its loader was given.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+INCLUDE = re.compile(r'^-- @include "([\w-]+)"\s*$', re.MULTILINE)
+FILE_NAME = re.compile(r"^(?P<name>[a-z][a-z-]*?)-(?P<keys>\d+)$")
+VARIADIC = re.compile(r"KEYS\[(\d+)\.\.n\]")
+NAMED = re.compile(r"KEYS\[(\d+)\](?!\.)")
+
+# The ownership layer's shared Lua (now_ms, effective_state, acquire_run, touch_run): upper
+# layers name it explicitly when their scripts build on it.
+LUA_INCLUDES = Path(__file__).parent / "commands" / "includes"
+
+
+def render(path: Path, include_dirs: tuple[Path, ...]) -> str:
+    """The script's source with every include spliced in, each once."""
+    seen: set[str] = set()
+
+    def splice(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        for folder in include_dirs:
+            candidate = folder / f"{name}.lua"
+            if candidate.is_file():
+                return INCLUDE.sub(splice, candidate.read_text())
+        raise FileNotFoundError(f"Lua include {name!r} of {path.name} not found in "
+                                f"{[str(d) for d in include_dirs]}")
+
+    return INCLUDE.sub(splice, path.read_text())
+
+
+@dataclass(frozen=True)
+class Command:
+    """One loaded script: its key count (from the file name) and whether it takes more."""
+
+    name: str
+    keys: int
+    variadic: bool
+    script: Any
+
+    def check(self, keys: list[str]) -> None:
+        if len(keys) == self.keys or (self.variadic and len(keys) > self.keys):
+            return
+        wanted = f"at least {self.keys}" if self.variadic else str(self.keys)
+        raise ValueError(f"Lua command {self.name!r} takes {wanted} keys, got {len(keys)}")
+
+
+class Scripts:
+    """The scripts of one ``commands/`` folder, registered on one client.
+
+    ``includes``: the folders ``-- @include`` looks in, in order; the folder's own
+    ``includes/`` comes first. redis-py's ``Script`` calls EVALSHA and falls back to SCRIPT
+    LOAD on NOSCRIPT, so each script crosses the wire once per server.
+    """
+
+    def __init__(self, client: redis.Redis, folder: Path,
+                 includes: tuple[Path, ...] = ()) -> None:
+        self._commands: dict[str, Command] = {}
+        dirs = (folder / "includes", *includes)
+        for path in sorted(folder.glob("*.lua")):
+            match = FILE_NAME.match(path.stem)
+            if match is None:
+                raise ValueError(f"Lua command file {path.name} is not named <name>-<keys>.lua")
+            source = render(path, dirs)
+            count = int(match["keys"])
+            header = source.split("]]", 1)[0]
+            named = max((int(i) for i in NAMED.findall(header)), default=0)
+            extra = VARIADIC.search(header)
+            if named != count or (extra and int(extra.group(1)) != count + 1):
+                raise ValueError(f"{path.name}: its header lists {named} keys"
+                                 f"{' and more' if extra else ''}; its name says {count}")
+            name = match["name"]
+            self._commands[name] = Command(name, count, extra is not None,
+                                           client.register_script(source))
+
+    def __call__(self, name: str, keys: list[str], args: list[Any],
+                 client: Any = None) -> Any:
+        command = self._commands[name]
+        command.check(keys)
+        return command.script(keys=keys, args=args, client=client)

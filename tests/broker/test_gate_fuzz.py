@@ -1,0 +1,84 @@
+"""Arbitrary bytes and arbitrary field values through decode and the gate: no exception
+escapes, and nothing but a genuine, current callback ever reaches an inbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgpack
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leasegate.broker import Client, Envelope
+from leasegate.broker.envelope import WIRE_KEYS
+from tests.conftest import SECRET
+
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63),
+                                                           max_value=2**64 - 1),
+                    st.floats(allow_nan=False), st.text(max_size=40), st.binary(max_size=40))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=10)
+
+
+def _inbox_lengths(client: Client) -> dict[str, int]:
+    keys = client.redis.keys(f"{client.keys.namespace}:*:inbox")
+    return {k.decode(): client.redis.xlen(k) for k in keys}
+
+
+@SETTINGS
+@given(junk=st.binary(max_size=600))
+def test_arbitrary_bytes_never_reach_an_inbox(broker_client: Client, junk: bytes) -> None:
+    run = broker_client.start_run(f"fuzz-{uuid.uuid4().hex[:6]}", prompt="p", ttl=30)
+    verdict = broker_client.gate.deliver(junk, result={"x": 1})
+    assert not verdict.delivered
+    assert verdict.reason in ("malformed", "bad_signature")
+    assert len(run.inbox.entries()) == 1
+
+
+@SETTINGS
+@given(fields=st.fixed_dictionaries({}, optional={key: values for key in WIRE_KEYS.values()}),
+       extra=st.dictionaries(st.text(max_size=6), values, max_size=2))
+def test_arbitrary_field_values_are_quarantined(broker_client: Client,
+                                                fields: dict[str, Any],
+                                                extra: dict[str, Any]) -> None:
+    run = broker_client.start_run(f"fuzz-{uuid.uuid4().hex[:6]}", prompt="p", ttl=30)
+    # aim some at the live run, so a bug in the checks would have somewhere to deliver to
+    fields.setdefault("sk", run.session_key)
+    fields.setdefault("run", run.run_id)
+    wire = msgpack.packb({**extra, **fields}, use_bin_type=True)
+    before = _inbox_lengths(broker_client)
+    verdict = broker_client.gate.deliver(wire, result={})
+    assert not verdict.delivered
+    assert verdict.reason in ("malformed", "bad_signature")
+    assert _inbox_lengths(broker_client) == before
+
+
+@SETTINGS
+@given(fence=st.integers(min_value=1, max_value=2**63 - 1),
+       deadline=st.integers(min_value=0, max_value=2**63 - 1),
+       same_run=st.booleans())
+def test_signed_envelopes_with_wrong_claims_never_deliver(redis_client: redis.Redis,
+                                                          namespace: str, fence: int,
+                                                          deadline: int,
+                                                          same_run: bool) -> None:
+    client = Client(redis_client, namespace, secret=SECRET)
+    run = client.start_run(f"fuzz-{uuid.uuid4().hex[:6]}", prompt="p", ttl=30)
+    now = client.server_time_ms()
+    env = Envelope.create(SECRET, callback_id=uuid.uuid4().hex, session_key=run.session_key,
+                          run_id=run.run_id if same_run else uuid.uuid4().hex, fence=fence,
+                          tool="image_generate", task_args={}, submitted_at_ms=0,
+                          deadline_at_ms=deadline)
+    verdict = client.gate.deliver(env, result={})
+    genuine = same_run and fence == run.fence and deadline >= client.server_time_ms()
+    if verdict.delivered:
+        assert same_run and fence == run.fence and deadline >= now
+    else:
+        assert not genuine
+        assert verdict.reason in ("unknown_run", "deadline_passed")
+    assert len(run.inbox.entries()) == (2 if verdict.delivered else 1)

@@ -1,0 +1,181 @@
+"""Owned tasks: Celery tasks whose result belongs to the run that submitted them.
+
+Lifecycle of one owned task:
+1. Before the work: open the envelope from the ``leasegate`` header and ask the gate whether it
+   would deliver. A dead, superseded or late owner means no work at all: the callback is
+   quarantined with the reason (GPU minutes are the expensive part).
+2. During: a watcher thread asks again every ``check_interval`` seconds and cancels the work's
+   token when the owner is gone; the work stops at its next checkpoint.
+3. After: artifacts go to the store, then the gate delivers or quarantines. Errors travel the
+   same way as kind=error callbacks, so a live run never waits for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+
+from ...broker import HEADER, ArtifactError, BadSignature, Envelope, EnvelopeError, wire_from_header
+from ...ownership import RegistryUnavailable, unavailable_as_error
+from ..metrics import GATE_LATENCY
+from .errors import BadRequest, Cancelled, CancelToken, TransientError
+from .runtime import WorkerRuntime, patiently
+
+log = logging.getLogger("leasegate.workers")
+
+
+@dataclass
+class OwnedResult:
+    """What an owned task returns: a small payload for the inbox, and files for the store."""
+
+    payload: dict[str, Any]
+    files: list[tuple[bytes, str]] = field(default_factory=list)  # (data, media type)
+
+
+@dataclass
+class OwnedContext:
+    """What the work function gets besides its own arguments."""
+
+    envelope: Envelope
+    cancel: CancelToken
+    runtime: WorkerRuntime
+
+    def checkpoint(self) -> None:
+        """Raise Cancelled if the owner is gone (as the watcher last saw it)."""
+        self.cancel.raise_if_cancelled()
+
+
+def _error_payload(kind: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
+    return {"error": kind, "message": str(exc), **extra}
+
+
+class OwnedTask(Task):  # type: ignore[misc]
+    """Base class of owned tasks: reliable settings and the ownership lifecycle."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    serializer = "msgpack"
+    typing = False  # the work function takes an OwnedContext first; callers never pass it
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        runtime = WorkerRuntime.for_app(self.app)
+        try:
+            self._own(runtime, args, kwargs)
+        except RegistryUnavailable as exc:
+            # Redis stayed away past our patience: nothing was decided. Give the message back
+            # (a retry would have to publish through that same Redis); if even that fails, it
+            # stays unacknowledged and the transport restores it after visibility_timeout.
+            # The gate's memo makes the repeat harmless: still exactly one verdict.
+            log.warning("Redis unavailable for callback work of task %s: requeued (%s)",
+                        self.request.id, exc)
+            raise Reject(exc, requeue=True) from exc
+
+    def _own(self, runtime: WorkerRuntime, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> None:
+        wire = self._wire()
+        try:
+            env = runtime.gate.open(wire, task_args=kwargs)
+            if args:  # positional arguments are never signed for
+                raise BadSignature("task arguments do not match the envelope's digest", wire,
+                                   env)
+        except EnvelopeError as exc:
+            error = exc
+            verdict = patiently(lambda: runtime.gate.quarantine_raw(wire, error))
+            log.warning("quarantined %s message for task %s: %s (dead letter %s)",
+                        error.reason, self.name, error, verdict.entry_id)
+            return
+
+        admission = patiently(lambda: runtime.gate.check(env))
+        if admission.repeat:
+            log.info("callback %s already has a verdict (%s): no work", env.callback_id,
+                     admission.reason)
+            return
+        if not admission.admitted:
+            self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
+                          "error")
+            patiently(lambda: self._count_skip(runtime, f"skipped:{admission.reason}:{env.tool}"))
+            log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
+                     admission.reason)
+            return
+        self._work(runtime, env, kwargs)
+
+    @staticmethod
+    def _count_skip(runtime: WorkerRuntime, field: str) -> None:
+        with unavailable_as_error():
+            runtime.client.redis.hincrby(runtime.client.keys.metrics, field, 1)
+
+    def _wire(self) -> bytes:
+        headers = self.request.headers or {}
+        value = headers.get(HEADER, getattr(self.request, HEADER, None))
+        if value is None:
+            return repr({"task": self.name, "id": self.request.id,
+                         "headers": sorted(headers)}).encode()
+        return wire_from_header(value)
+
+    def _work(self, runtime: WorkerRuntime, env: Envelope, kwargs: dict[str, Any]) -> None:
+        cancel = CancelToken()
+        runtime.watch.watch(env, cancel)
+        log.info("working on %s callback %s (attempt %d, pid %d)", self.name, env.callback_id,
+                 self.request.retries + 1, os.getpid())
+        try:
+            outcome = self.run(OwnedContext(env, cancel, runtime), **kwargs)
+        except Cancelled as exc:
+            self._deliver(runtime, env, _error_payload("cancelled", exc), "error")
+        except BadRequest as exc:
+            self._deliver(runtime, env, _error_payload("bad_request", exc,
+                                                       field=getattr(exc, "field", None)),
+                          "error")
+        except TransientError as exc:
+            if self.request.retries < runtime.config.max_retries:
+                countdown = exc.retry_after or min(60.0, 2.0 ** self.request.retries)
+                raise self.retry(exc=exc, countdown=countdown * (1 + random.random() / 4),
+                                 max_retries=runtime.config.max_retries) from exc
+            self._deliver(runtime, env, _error_payload("transient", exc,
+                                                       retries=self.request.retries),
+                          "error")
+        except Exception as exc:
+            log.exception("owned task %s failed", self.name)
+            self._deliver(runtime, env, _error_payload(type(exc).__name__, exc), "error")
+        else:
+            if not isinstance(outcome, OwnedResult):
+                outcome = OwnedResult(payload={"value": outcome})
+            try:
+                refs = [runtime.store.put(data, media_type)
+                        for data, media_type in outcome.files]
+            except (OSError, ArtifactError) as exc:
+                log.exception("artifact store failed for callback %s", env.callback_id)
+                self._deliver(runtime, env, _error_payload("artifact_store", exc), "error")
+            else:
+                self._deliver(runtime, env, outcome.payload, "result", refs)
+        finally:
+            runtime.watch.unwatch(env)
+
+    def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
+                 kind: str, refs: list[Any] | None = None) -> None:
+        started = time.perf_counter()
+        verdict = patiently(lambda: runtime.gate.deliver(env, payload, refs or [],
+                                                         kind=kind))  # type: ignore[arg-type]
+        GATE_LATENCY.observe(time.perf_counter() - started)
+        if verdict.delivered:
+            log.info("delivered %s callback %s to run %s", kind, env.callback_id, env.run_id)
+        if self.app.conf.worker_send_task_events and not verdict.repeat:
+            # for `celery events` and Flower: the ownership fields of every verdict
+            self.send_event(
+                "leasegate-delivered" if verdict.delivered else "leasegate-quarantined",
+                callback_id=env.callback_id, session_key=env.session_key, run_id=env.run_id,
+                fence=env.fence, tool=env.tool, kind=kind, reason=verdict.reason,
+                entry_id=verdict.entry_id, detail=verdict.detail)
+
+
+def owned_task(app: Celery, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Declare an owned task: ``@owned_task(app, name="...")``; route it with task_routes."""
+    return app.task(base=OwnedTask, **options)  # type: ignore[no-any-return]
