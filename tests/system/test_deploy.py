@@ -766,7 +766,7 @@ def redis_binaries() -> list[str]:
 @pytest.mark.parametrize("binary", redis_binaries())
 def test_redis_conf_starts_with_what_leasegate_needs(binary: str, tmp_path: Path) -> None:
     from leasegate.ownership.testing import free_port
-    from leasegate.workers.installation import check_no_eviction
+    from leasegate.workers.checks import check_no_eviction
 
     port = free_port()
     server = subprocess.Popen(

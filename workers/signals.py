@@ -1,0 +1,53 @@
+"""Celery signal handlers of a leasegate worker: a worker serves its metrics once ready, and a
+revoked owned task's callback is still quarantined. ``install()`` connects them, once per
+process, so that importing a module never changes what Celery does."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import task_revoked, worker_ready
+
+from ..broker import HEADER, EnvelopeError, wire_from_header
+from .config import WorkerConfig
+from .tasks import OwnedTask, WorkerRuntime
+
+log = logging.getLogger("leasegate.workers")
+
+
+def serve_worker_metrics(sender: Any = None, **_: Any) -> None:
+    """With LEASEGATE_METRICS_PORT, a worker serves its processes' metrics itself."""
+    config: WorkerConfig | None = getattr(getattr(sender, "app", None), "leasegate_config", None)
+    if config is None or not config.metrics_port:
+        return
+    from .metrics import process_registry, serve
+
+    serve(process_registry(), config.metrics_port)
+    log.info("leasegate worker metrics on port %d", config.metrics_port)
+
+
+def quarantine_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """A revoked owned task never runs; its callback still ends in exactly one place."""
+    if not isinstance(sender, OwnedTask):
+        return
+    # request is the task's Context: message headers are its attributes
+    value = getattr(request, HEADER, None) or (getattr(request, "headers", None) or {}).get(HEADER)
+    if value is None:
+        return
+    runtime = WorkerRuntime.for_app(sender.app)
+    wire = wire_from_header(value)
+    try:
+        env = runtime.gate.open(wire)
+    except EnvelopeError as exc:
+        runtime.gate.quarantine_raw(wire, exc)
+        return
+    verdict = runtime.gate.deliver(env, {"error": "cancelled", "reason": "revoked"},
+                                   kind="error")
+    log.info("revoked callback %s: %s", env.callback_id, verdict.reason or "delivered")
+
+
+def connect_signals() -> None:
+    """Connect the handlers; a repeat is a no-op (the dispatch_uids), so every install() may."""
+    worker_ready.connect(serve_worker_metrics, dispatch_uid="leasegate.serve_worker_metrics")
+    task_revoked.connect(quarantine_revoked, dispatch_uid="leasegate.quarantine_revoked")
