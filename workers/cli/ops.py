@@ -27,7 +27,8 @@ def metrics(ctx: click.Context, port: int, addr: str, interval: float, once: boo
     PROMETHEUS_MULTIPROC_DIR is set)."""
     from prometheus_client import generate_latest
 
-    from ..metrics import exporter_registry, serve
+    from ..metrics import serve
+    from .exporter import exporter_registry
 
     registry = exporter_registry(client_for(ctx), interval)
     if once:
