@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from leasegate.workers.images.generators import (
+from leasegate.workers.images.backends import (
     MAX_N,
     MAX_PROMPT_CHARS,
     SEED_LIMIT,
@@ -268,7 +268,7 @@ def test_unknown_generator_lists_the_available_ones() -> None:
 
 
 PLUGIN = '''
-from leasegate.workers.images.generators import GeneratedImage
+from leasegate.workers.images.backends import GeneratedImage
 
 
 class Echo:

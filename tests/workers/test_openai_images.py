@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from leasegate.workers.images.generators import (
+from leasegate.workers.images.backends import (
     BadRequest,
     Cancelled,
     CancelToken,

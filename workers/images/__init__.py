@@ -1,7 +1,7 @@
 """The image_generate tool: its owned task and its backends (procedural, OpenAI-compatible,
 and any registered under the ``leasegate.generators`` entry point group)."""
 
-from .generators import (
+from .backends import (
     GeneratedImage,
     Generator,
     GeneratorError,

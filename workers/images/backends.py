@@ -1,4 +1,6 @@
-"""Image generation: the request, the result, cancellation, and backends chosen by name.
+"""What an image backend is and how one is chosen: the request (``ImageRequest``), the result
+(``GeneratedImage``), the backend protocol (``Generator``) and the loader by name (built in:
+``procedural.py`` and ``openai.py``; others through the ``leasegate.generators`` entry points).
 
 A task builds an ``ImageRequest`` with ``ImageRequest.parse(**task_args)`` (``BadRequest``
 names the bad field), picks a backend with ``load_generator(name, **options)`` and calls

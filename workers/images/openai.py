@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from .generators import (
+from .backends import (
     BadRequest,
     CancelToken,
     GeneratedImage,

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .generators import (
+from .backends import (
     SEED_LIMIT,
     CancelToken,
     GeneratedImage,

@@ -6,7 +6,7 @@ from typing import Any
 
 from ...broker import IMAGE_GENERATE
 from ..tasks import OwnedContext, OwnedResult, WorkerRuntime
-from .generators import Generator, ImageRequest, load_generator
+from .backends import Generator, ImageRequest, load_generator
 
 TASK_NAME = IMAGE_GENERATE.task
 
