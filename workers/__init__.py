@@ -1,8 +1,13 @@
 """leasegate.workers: the Celery side (app, owned task base, image generation, celery CLI).
 
 ``celery -A leasegate.workers worker`` runs the bundled app; ``install(app)`` makes any other
-Celery app leasegate-aware. Names load on first use: every ``celery`` invocation imports this
-package (for the ``dlq`` and ``runs`` commands), and most need none of it.
+Celery app leasegate-aware; ``owned_task`` declares a tool, whose work raises ``BadRequest``,
+``TransientError`` or ``Cancelled`` (all ``TaskError``) and checks its ``CancelToken``.
+Names load on first use: every ``celery`` invocation imports this package (for the ``dlq``
+and ``runs`` commands), and most need none of it.
+
+No submodule may share an exported name: once imported, it would shadow that name here (so the
+app lives in ``default_app`` and ``install`` in ``installation``).
 """
 
 from __future__ import annotations
@@ -14,13 +19,26 @@ if TYPE_CHECKING:
     from .config import ConfigError, WorkerConfig
     from .default_app import app
     from .installation import install
-    from .tasks import OwnedContext, OwnedResult, OwnedTask, owned_task
+    from .tasks import (
+        BadRequest,
+        Cancelled,
+        CancelToken,
+        OwnedContext,
+        OwnedResult,
+        OwnedTask,
+        TaskError,
+        TransientError,
+        owned_task,
+    )
 
 _HOMES = {"app": ".default_app", "ConfigError": ".config", "WorkerConfig": ".config",
           "install": ".installation", "OwnedContext": ".tasks", "OwnedResult": ".tasks",
-          "OwnedTask": ".tasks", "owned_task": ".tasks"}
+          "OwnedTask": ".tasks", "owned_task": ".tasks", "BadRequest": ".tasks",
+          "Cancelled": ".tasks", "CancelToken": ".tasks", "TaskError": ".tasks",
+          "TransientError": ".tasks"}
 
-__all__ = ["ConfigError", "OwnedContext", "OwnedResult", "OwnedTask", "WorkerConfig", "app",
+__all__ = ["BadRequest", "CancelToken", "Cancelled", "ConfigError", "OwnedContext",
+           "OwnedResult", "OwnedTask", "TaskError", "TransientError", "WorkerConfig", "app",
            "install", "owned_task"]
 
 
