@@ -326,7 +326,7 @@ def test_drain_rejects_an_unknown_reason(setup: Any, tmp_path: Path) -> None:
 
 
 def test_a_line_cut_short_by_a_crash_is_trimmed(tmp_path: Path) -> None:
-    from leasegate.workers.cli.dlq import _manifest_ids
+    from leasegate.workers.cli.dlq_export import _manifest_ids
 
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_bytes(b'{"id": "1-0"}\n{"id": "2-0"}\n{"id": "3-')
