@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import http.client
-import io
 import json
 import logging
 import math
 import os
-import ssl
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any, TypeVar
-
-from PIL import Image
+from typing import Any
 
 from .backends import (
     BadRequest,
@@ -39,6 +32,17 @@ from .backends import (
     GeneratorError,
     ImageRequest,
     TransientError,
+)
+from .openai_http import (
+    MAX_ERROR_CHARS,
+    as_png,
+    cancellable,
+    error_message,
+    error_param,
+    is_permanent,
+    read_capped,
+    retry_after_seconds,
+    strip_query,
 )
 
 log = logging.getLogger(__name__)
@@ -52,14 +56,8 @@ ENV_TIMEOUT = "LEASEGATE_OPENAI_TIMEOUT"
 ENV_MAX_RETRIES = "LEASEGATE_OPENAI_MAX_RETRIES"
 ENV_BACKOFF = "LEASEGATE_OPENAI_BACKOFF"
 MAX_DELAY = 60.0  # cap on one backoff or Retry-After wait: a longer one is the task's to make
-MAX_RESPONSE_BYTES = 64 << 20  # four base64 1792x1024 PNGs fit many times over
-MAX_ERROR_CHARS = 300
-POLL = 0.05  # how often a cancel is noticed while an HTTP attempt is in flight
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _RETRYABLE_STATUS = frozenset({408, 429})
 _BAD_REQUEST_STATUS = frozenset({400, 422})
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class OpenAIImagesGenerator:
         images = []
         for index, item in enumerate(items):
             data = self._image_bytes(index, item, cancel)
-            png, width, height = _as_png(data, index)
+            png, width, height = as_png(data, index)
             images.append(GeneratedImage(data=png, width=width, height=height, seed=seed))
         return images
 
@@ -176,27 +174,27 @@ class OpenAIImagesGenerator:
 
     def _call(self, http_request: urllib.request.Request, cancel: CancelToken) -> bytes:
         """The 2xx body, after retries; raises the GeneratorError that fits the failure."""
-        where = f"{http_request.get_method()} {_strip_query(http_request.full_url)}"
+        where = f"{http_request.get_method()} {strip_query(http_request.full_url)}"
         attempt = 0
         while True:
             retry_after: float | None = None
             try:
-                reply = _cancellable(lambda: self._attempt(http_request), cancel)
+                reply = cancellable(lambda: self._attempt(http_request), cancel)
             except (OSError, http.client.HTTPException) as e:  # timeouts, resets, refusals
-                if _is_permanent(e):
+                if is_permanent(e):
                     raise GeneratorError(self._redact(f"{where} failed: {e}")) from None
                 problem = f"{type(e).__name__}: {e}"
             else:
                 if 200 <= reply.status < 300:
                     return reply.body
-                message = self._redact(_error_message(reply.body))
+                message = self._redact(error_message(reply.body))
                 if reply.status in _BAD_REQUEST_STATUS:
-                    raise BadRequest(_error_param(reply.body), f"{where} rejected the request "
+                    raise BadRequest(error_param(reply.body), f"{where} rejected the request "
                                      f"(HTTP {reply.status}): {message}")
                 if reply.status not in _RETRYABLE_STATUS and reply.status < 500:
                     raise GeneratorError(f"{where} failed (HTTP {reply.status}): {message}")
                 problem = f"HTTP {reply.status}: {message}"
-                retry_after = _retry_after(reply.headers)
+                retry_after = retry_after_seconds(reply.headers)
             delay = min(MAX_DELAY, retry_after if retry_after is not None
                         else self.backoff * 2**attempt)
             if attempt >= self.max_retries:
@@ -212,7 +210,7 @@ class OpenAIImagesGenerator:
     def _attempt(self, http_request: urllib.request.Request) -> _Reply:
         try:
             with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
-                return _Reply(response.status, response.headers, _read_capped(response))
+                return _Reply(response.status, response.headers, read_capped(response))
         except urllib.error.HTTPError as e:
             with e:  # an HTTPError holds the open response; closing it frees the socket
                 return _Reply(e.code, e.headers, e.read(MAX_ERROR_CHARS * 20))
@@ -224,96 +222,3 @@ class OpenAIImagesGenerator:
 def _is_number(value: object) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
-
-
-def _cancellable(call: Callable[[], T], cancel: CancelToken) -> T:
-    """``call()`` in a daemon thread; on cancel, stop waiting (it ends by its own timeout)."""
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as e:  # handed to the caller's thread below
-            failure.append(e)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="leasegate-openai-http", daemon=True).start()
-    while not done.wait(POLL):
-        cancel.raise_if_cancelled()
-    if failure:
-        raise failure[0]
-    return outcome[0]
-
-
-def _read_capped(response: http.client.HTTPResponse) -> bytes:
-    body = response.read(MAX_RESPONSE_BYTES + 1)
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise GeneratorError(f"response is larger than the limit of {MAX_RESPONSE_BYTES} bytes")
-    return body
-
-
-def _is_permanent(error: BaseException) -> bool:
-    # A bad certificate or an unsupported URL will fail the same way on every retry.
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    return isinstance(reason, ssl.SSLCertVerificationError) or (
-        isinstance(error, urllib.error.URLError) and isinstance(reason, str))
-
-
-def _strip_query(url: str) -> str:
-    # Pre-signed image URLs carry credentials in the query string.
-    return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
-
-
-def _error_json(body: bytes) -> Mapping[str, object]:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return {}
-    error = payload.get("error") if isinstance(payload, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
-def _error_message(body: bytes) -> str:
-    """OpenAI's {"error": {"message": ...}}, else the start of the body as text."""
-    message = _error_json(body).get("message")
-    text = message if isinstance(message, str) else body.decode("utf-8", "replace")
-    return " ".join(text.split())[:MAX_ERROR_CHARS] or "(empty body)"
-
-
-def _error_param(body: bytes) -> str:
-    param = _error_json(body).get("param")
-    return param if isinstance(param, str) and param else "request"
-
-
-def _retry_after(headers: Message) -> float | None:
-    """Retry-After as seconds (delta or HTTP date), None when absent or unreadable."""
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _as_png(data: bytes, index: int) -> tuple[bytes, int, int]:
-    """PNG bytes with their real size; other formats are converted, not trusted."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # decodes it all: a truncated image fails here, not downstream
-            if data.startswith(PNG_MAGIC) and image.format == "PNG":
-                return data, image.width, image.height
-            out = io.BytesIO()
-            converted = image if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGBA")
-            converted.save(out, format="PNG")
-            return out.getvalue(), image.width, image.height
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise GeneratorError(f"data[{index}] is not a readable image: {e}") from None
