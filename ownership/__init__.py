@@ -8,8 +8,9 @@ imported by name where it is needed.
 from .codes import ErrorCode
 from .connection import as_text, connect, glob_escape, server_time_ms, unavailable_as_error
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
+from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
-from .lease import HeldLease, Lease, RunState, RunStatus
+from .lease import Lease, RunState, RunStatus
 from .registry import Outcome, Policy, Registry
 from .scripts import LUA_INCLUDES, Scripts
 

@@ -6,19 +6,20 @@ used for nothing but the pace of background renewals.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal, overload
 
 import redis
 
+from . import holding
 from .connection import as_text, connect, glob_escape, unavailable_as_error
 from .errors import LeaseHeld, LeaseLost
+from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
-from .lease import OUTCOMES, POLICIES, HeldLease, Lease, RunState, RunStatus
+from .lease import OUTCOMES, POLICIES, Lease, RunState, RunStatus
 from .scripts import Scripts
 
 ERR_LEASE_HELD = -1
@@ -203,50 +204,14 @@ class Registry:
                 if found_sk and tail and ":" not in tail:  # companions are not runs
                     yield found_sk, tail
 
-    @contextlib.contextmanager
     def hold(self, session_key: str, ttl: float = 30.0, policy: Policy = "supersede",
-             run_id: str | None = None) -> Iterator[HeldLease]:
+             run_id: str | None = None) -> AbstractContextManager[HeldLease]:
         """Acquire, renew every ttl/3 in the background, release on exit.
 
         The outcome is 'failed' if the block raised, else 'completed'. If the lease was lost
         while the block ran, exiting raises ``LeaseLost`` (``lease.check()`` raises it sooner).
         """
-        base = self.acquire(session_key, ttl, policy, run_id)
-        held = HeldLease(base.session_key, base.run_id, base.fence, base.expires_at, base.ttl,
-                         base.state, base.previous_run_id)
-        stop = threading.Event()
-        renewer = threading.Thread(target=self._keep_renewed, args=(held, stop),
-                                   name=f"leasegate-renew-{held.run_id[:8]}", daemon=True)
-        renewer.start()
-        failed = False
-        try:
-            yield held
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            stop.set()
-            renewer.join()
-            if not held.lost:
-                ended = self.release(held, "failed" if failed else "completed")
-                if ended.state is not RunState.RELEASED:
-                    # lost between the last beat and the exit: expired, superseded or gone
-                    held.lost_reason.append(ended.state.value)
-                    held.lost_event.set()
-        held.check()
-
-    def _keep_renewed(self, held: HeldLease, stop: threading.Event) -> None:
-        interval = held.ttl / 3
-        while not stop.wait(interval):
-            try:
-                self.renew(held)
-            except LeaseLost as lost:
-                held.lost_reason.append(lost.reason)
-                held.lost_event.set()
-                return
-            except Exception:
-                continue  # cannot tell (Redis away, OOM...): try next beat; the lease expires
-                # on its own if this goes on, and check() or the exit reports it
+        return holding.hold(self, session_key, ttl, policy, run_id)
 
 
 def _maybe_int(fields: dict[str, str], name: str) -> int | None:
