@@ -23,6 +23,7 @@ from ..ownership import (
     Scripts,
     as_text,
     check_run_id,
+    check_seconds,
     connect,
     server_time_ms,
     unavailable_as_error,
@@ -52,12 +53,8 @@ class ReleaseReport:
         return self.status.state
 
 
-
 def check_deadline(deadline: object) -> None:
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
-    if not 0 < deadline <= MAX_DEADLINE:
-        raise ValueError(f"deadline must be > 0 and <= {MAX_DEADLINE} seconds, got {deadline}")
+    check_seconds("deadline", deadline, MAX_DEADLINE)
 
 
 def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:

@@ -13,6 +13,7 @@ from .keys import Keys, check_run_id, check_session_key
 from .lease import Lease, RunState, RunStatus
 from .registry import Outcome, Policy, Registry
 from .scripts import LUA_INCLUDES, Scripts
+from .seconds import check_seconds, to_ms
 
 __all__ = [
     # runs and leases
@@ -33,6 +34,9 @@ __all__ = [
     "Keys",
     "check_run_id",
     "check_session_key",
+    # checks the layers above share
+    "check_seconds",
+    "to_ms",
     # Redis plumbing the layers above share
     "LUA_INCLUDES",
     "Scripts",

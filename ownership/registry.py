@@ -21,6 +21,7 @@ from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
 from .lease import OUTCOMES, POLICIES, Lease, RunState, RunStatus
 from .scripts import Scripts
+from .seconds import to_ms
 
 ERR_LEASE_HELD = -1
 ERR_LEASE_LOST = -2
@@ -32,17 +33,6 @@ DEFAULT_RETENTION = 7 * 86400.0
 
 Policy = Literal["supersede", "exclusive"]
 Outcome = Literal["completed", "failed", "cancelled"]
-
-
-
-def _ms(field: str, seconds: float, limit: float) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{field} must be a number of seconds, not {type(seconds).__name__}")
-    if not seconds > 0:
-        raise ValueError(f"{field} must be > 0 seconds, got {seconds}")
-    if seconds > limit:
-        raise ValueError(f"{field} is {seconds} s; the configured maximum is {limit} s")
-    return max(1, round(seconds * 1000))
 
 
 class Registry:
@@ -66,7 +56,7 @@ class Registry:
         self.keys = Keys(namespace)
         self.max_ttl = float(max_ttl)
         self.max_park = float(max_park)
-        self.retention_ms = _ms("retention", retention, float("inf"))
+        self.retention_ms = to_ms("retention", retention)
         self.companions = tuple(companions)
         self.scripts = Scripts(client, Path(__file__).parent / "commands")
 
@@ -92,7 +82,7 @@ class Registry:
         check_session_key(session_key)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
-        ttl_ms = _ms("ttl", ttl, self.max_ttl)
+        ttl_ms = to_ms("ttl", ttl, self.max_ttl)
         run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
         keys = [self.keys.fence(session_key), self.keys.owner(session_key),
                 self.keys.run(session_key, run_id)]
@@ -137,12 +127,12 @@ class Registry:
 
     def renew(self, lease: Lease, ttl: float | None = None) -> Lease:
         """Heartbeat: extend a live (or parked) lease by ``ttl`` (default: its own ttl)."""
-        ttl_ms = 0 if ttl is None else _ms("ttl", ttl, self.max_ttl)
+        ttl_ms = 0 if ttl is None else to_ms("ttl", ttl, self.max_ttl)
         return self._extend(lease, "live", ttl_ms)
 
     def park(self, lease: Lease, until: float = 120.0) -> Lease:
         """Keep the run alive without heartbeats for ``until`` seconds (waiting for callbacks)."""
-        return self._extend(lease, "parked", _ms("until", until, self.max_park))
+        return self._extend(lease, "parked", to_ms("until", until, self.max_park))
 
     def _extend(self, lease: Lease, state: str, duration_ms: int) -> Lease:
         run_key, owner, *companions = self.run_keys(lease.session_key, lease.run_id)
