@@ -106,15 +106,13 @@ class Client:
     def start_run(self, session_key: str, prompt: Any, ttl: float = 60.0,
                   policy: Policy = "supersede", run_id: str | None = None) -> Run:
         """Acquire a run's lease and write its prompt as inbox entry 1, atomically."""
-        keys, args = self.registry.acquire_args(session_key, ttl, policy, run_id)
+        acquisition = self.registry.prepare_acquire(session_key, ttl, policy, run_id)
         body = pack_body("prompt", prompt, self.settings.max_prompt_bytes)
-        run_key = keys[2]
+        inbox = acquisition.run_key + RUN_COMPANIONS[0]
         with unavailable_as_error():
-            reply = self.scripts("start-run", [*keys, run_key + RUN_COMPANIONS[0]],
-                                 [*args, body])
-        lease = self.registry.lease_from_reply(session_key, str(args[2]), ttl, reply,
-                                               generated=run_id is None)
-        return Run(self, lease)
+            reply = self.scripts("start-run", [*acquisition.keys, inbox],
+                                 [*acquisition.argv, body])
+        return Run(self, self.registry.finish_acquire(acquisition, reply))
 
     def attach(self, session_key: str, run_id: str) -> Run:
         """A Run object for an existing run (another process started it)."""

@@ -5,6 +5,7 @@ submodule. ``leasegate.ownership.testing`` (a redis-server launcher) is not core
 imported by name where it is needed.
 """
 
+from .acquisition import Acquisition
 from .codes import ErrorCode
 from .connection import as_text, connect, glob_escape, server_time_ms, unavailable_as_error
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
@@ -17,6 +18,7 @@ from .seconds import check_seconds, to_ms
 
 __all__ = [
     # runs and leases
+    "Acquisition",
     "HeldLease",
     "Lease",
     "Outcome",
