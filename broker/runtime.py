@@ -29,7 +29,7 @@ from ..ownership import (
     unavailable_as_error,
 )
 from .deadletters import DeadLetters
-from .envelope import Envelope
+from .envelope import Envelope, check_secrets
 from .gate import Gate, pack_body
 from .inbox import Inbox
 from .keys import RUN_COMPANIONS, BrokerKeys
@@ -57,16 +57,6 @@ def check_deadline(deadline: object) -> None:
     check_seconds("deadline", deadline, MAX_DEADLINE)
 
 
-def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
-    secrets = [secret] if isinstance(secret, bytes) else list(secret)
-    if not secrets:
-        raise ValueError("secret must be given (bytes, or a list: current first, then old ones)")
-    for item in secrets:
-        if not isinstance(item, bytes) or len(item) < 16:
-            raise ValueError("secret must be bytes of at least 16 bytes")
-    return secrets
-
-
 class Client:
     def __init__(self, client: redis.Redis, namespace: str = "lg", *,
                  secret: bytes | Sequence[bytes], settings: Settings | None = None,
@@ -76,7 +66,7 @@ class Client:
         self.transport = Transport(celery_app)  # only for Run.submit and cancelling
         self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
         self.settings = settings or Settings()
-        self.secrets = _secrets(secret)
+        self.secrets = check_secrets(secret)
         self.keys = BrokerKeys(namespace)
         s = self.settings
         self.registry = Registry(client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
@@ -193,7 +183,7 @@ class Run:
         with unavailable_as_error():
             reply = self.client.scripts("submit", [keys.run(self.session_key, self.run_id),
                                                    pending], [self.fence, callback_id, tool])
-        if int(reply[0]) != 0:
+        if int(reply[0]) != 0:  # submit's one refusal: ErrorCode.LEASE_LOST, reason follows
             raise LeaseLost(as_text(reply[1]), self.session_key, self.run_id)
         try:
             # the script's server time dates the envelope: no separate TIME round trip
