@@ -139,7 +139,8 @@ def _canonical(value: object) -> object:
     return value
 
 
-def _check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+def check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+    """The secrets as a list, current first; ValueError if none or one is too short."""
     secrets = [secret] if isinstance(secret, bytes | bytearray) else list(secret)
     if not secrets:
         raise ValueError("secret: at least one secret is required")
@@ -267,7 +268,7 @@ class Envelope:
         input, and nothing else; ValueError only for a bad ``secret``, which is a deployment
         mistake, not the input's.
         """
-        secrets = _check_secrets(secret)
+        secrets = check_secrets(secret)
 
         bytes_like = isinstance(wire, bytes | bytearray | memoryview)
         raw = bytes(wire) if bytes_like else b""
@@ -310,7 +311,7 @@ class Envelope:
         """This envelope, proven signed by one of ``secret``; ``BadSignature`` if not."""
         if isinstance(self, VerifiedEnvelope):
             return self
-        return self._verified(_check_secrets(secret), None, RAW_CAP)
+        return self._verified(check_secrets(secret), None, RAW_CAP)
 
     def _verified(self, secrets: list[bytes], raw: bytes | None,
                   raw_cap: int) -> VerifiedEnvelope:

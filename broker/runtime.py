@@ -23,12 +23,13 @@ from ..ownership import (
     Scripts,
     as_text,
     check_run_id,
+    check_seconds,
     connect,
     server_time_ms,
     unavailable_as_error,
 )
 from .deadletters import DeadLetters
-from .envelope import Envelope
+from .envelope import Envelope, check_secrets
 from .gate import Gate, pack_body
 from .inbox import Inbox
 from .keys import RUN_COMPANIONS, BrokerKeys
@@ -52,22 +53,8 @@ class ReleaseReport:
         return self.status.state
 
 
-
 def check_deadline(deadline: object) -> None:
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
-    if not 0 < deadline <= MAX_DEADLINE:
-        raise ValueError(f"deadline must be > 0 and <= {MAX_DEADLINE} seconds, got {deadline}")
-
-
-def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
-    secrets = [secret] if isinstance(secret, bytes) else list(secret)
-    if not secrets:
-        raise ValueError("secret must be given (bytes, or a list: current first, then old ones)")
-    for item in secrets:
-        if not isinstance(item, bytes) or len(item) < 16:
-            raise ValueError("secret must be bytes of at least 16 bytes")
-    return secrets
+    check_seconds("deadline", deadline, MAX_DEADLINE)
 
 
 class Client:
@@ -79,7 +66,7 @@ class Client:
         self.transport = Transport(celery_app)  # only for Run.submit and cancelling
         self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
         self.settings = settings or Settings()
-        self.secrets = _secrets(secret)
+        self.secrets = check_secrets(secret)
         self.keys = BrokerKeys(namespace)
         s = self.settings
         self.registry = Registry(client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
@@ -109,15 +96,13 @@ class Client:
     def start_run(self, session_key: str, prompt: Any, ttl: float = 60.0,
                   policy: Policy = "supersede", run_id: str | None = None) -> Run:
         """Acquire a run's lease and write its prompt as inbox entry 1, atomically."""
-        keys, args = self.registry.acquire_args(session_key, ttl, policy, run_id)
+        acquisition = self.registry.prepare_acquire(session_key, ttl, policy, run_id)
         body = pack_body("prompt", prompt, self.settings.max_prompt_bytes)
-        run_key = keys[2]
+        inbox = acquisition.run_key + RUN_COMPANIONS[0]
         with unavailable_as_error():
-            reply = self.scripts("start-run", [*keys, run_key + RUN_COMPANIONS[0]],
-                                 [*args, body])
-        lease = self.registry.lease_from_reply(session_key, str(args[2]), ttl, reply,
-                                               generated=run_id is None)
-        return Run(self, lease)
+            reply = self.scripts("start-run", [*acquisition.keys, inbox],
+                                 [*acquisition.argv, body])
+        return Run(self, self.registry.finish_acquire(acquisition, reply))
 
     def attach(self, session_key: str, run_id: str) -> Run:
         """A Run object for an existing run (another process started it)."""
@@ -198,7 +183,7 @@ class Run:
         with unavailable_as_error():
             reply = self.client.scripts("submit", [keys.run(self.session_key, self.run_id),
                                                    pending], [self.fence, callback_id, tool])
-        if int(reply[0]) != 0:
+        if int(reply[0]) != 0:  # submit's one refusal: ErrorCode.LEASE_LOST, reason follows
             raise LeaseLost(as_text(reply[1]), self.session_key, self.run_id)
         try:
             # the script's server time dates the envelope: no separate TIME round trip

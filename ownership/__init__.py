@@ -5,16 +5,20 @@ submodule. ``leasegate.ownership.testing`` (a redis-server launcher) is not core
 imported by name where it is needed.
 """
 
+from .acquisition import Acquisition
 from .codes import ErrorCode
 from .connection import as_text, connect, glob_escape, server_time_ms, unavailable_as_error
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
+from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
-from .lease import HeldLease, Lease, RunState, RunStatus
+from .lease import Lease, RunState, RunStatus
 from .registry import Outcome, Policy, Registry
 from .scripts import LUA_INCLUDES, Scripts
+from .seconds import check_seconds, to_ms
 
 __all__ = [
     # runs and leases
+    "Acquisition",
     "HeldLease",
     "Lease",
     "Outcome",
@@ -32,6 +36,9 @@ __all__ = [
     "Keys",
     "check_run_id",
     "check_session_key",
+    # checks the layers above share
+    "check_seconds",
+    "to_ms",
     # Redis plumbing the layers above share
     "LUA_INCLUDES",
     "Scripts",

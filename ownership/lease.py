@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import enum
-import threading
-from dataclasses import dataclass, field
-
-from .errors import LeaseLost
+from dataclasses import dataclass
 
 
 class RunState(enum.Enum):
@@ -41,25 +38,6 @@ class Lease:
     ttl: float
     state: RunState = RunState.LIVE
     previous_run_id: str | None = None
-
-
-@dataclass(frozen=True)
-class HeldLease(Lease):
-    """The lease ``Registry.hold`` keeps renewed in the background."""
-
-    lost_event: threading.Event = field(default_factory=threading.Event, compare=False,
-                                        repr=False)
-    lost_reason: list[str] = field(default_factory=list, compare=False, repr=False)
-
-    @property
-    def lost(self) -> bool:
-        return self.lost_event.is_set()
-
-    def check(self) -> None:
-        """Raise ``LeaseLost`` if the background renewal found the run is no longer owned."""
-        if self.lost:
-            raise LeaseLost(self.lost_reason[0] if self.lost_reason else "unknown",
-                            self.session_key, self.run_id)
 
 
 @dataclass(frozen=True)

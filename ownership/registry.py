@@ -6,24 +6,24 @@ used for nothing but the pace of background renewals.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal, overload
 
 import redis
 
+from . import holding
+from .acquisition import Acquisition
+from .codes import ErrorCode
 from .connection import as_text, connect, glob_escape, unavailable_as_error
 from .errors import LeaseHeld, LeaseLost
+from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
-from .lease import OUTCOMES, POLICIES, HeldLease, Lease, RunState, RunStatus
+from .lease import OUTCOMES, POLICIES, Lease, RunState, RunStatus
 from .scripts import Scripts
-
-ERR_LEASE_HELD = -1
-ERR_LEASE_LOST = -2
-ERR_RUN_EXISTS = -3
+from .seconds import to_ms
 
 DEFAULT_MAX_TTL = 3600.0
 DEFAULT_MAX_PARK = 86400.0
@@ -31,17 +31,6 @@ DEFAULT_RETENTION = 7 * 86400.0
 
 Policy = Literal["supersede", "exclusive"]
 Outcome = Literal["completed", "failed", "cancelled"]
-
-
-
-def _ms(field: str, seconds: float, limit: float) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{field} must be a number of seconds, not {type(seconds).__name__}")
-    if not seconds > 0:
-        raise ValueError(f"{field} must be > 0 seconds, got {seconds}")
-    if seconds > limit:
-        raise ValueError(f"{field} is {seconds} s; the configured maximum is {limit} s")
-    return max(1, round(seconds * 1000))
 
 
 class Registry:
@@ -65,7 +54,7 @@ class Registry:
         self.keys = Keys(namespace)
         self.max_ttl = float(max_ttl)
         self.max_park = float(max_park)
-        self.retention_ms = _ms("retention", retention, float("inf"))
+        self.retention_ms = to_ms("retention", retention)
         self.companions = tuple(companions)
         self.scripts = Scripts(client, Path(__file__).parent / "commands")
 
@@ -85,39 +74,44 @@ class Registry:
         return [run_key, self.keys.owner(session_key),
                 *(run_key + suffix for suffix in self.companions)]
 
-    def acquire_args(self, session_key: str, ttl: float, policy: str,
-                     run_id: str | None) -> tuple[list[str], list[Any]]:
-        """Checked KEYS and ARGV for the acquire-run Lua function (also used by the broker)."""
+    def prepare_acquire(self, session_key: str, ttl: float, policy: str,
+                        run_id: str | None) -> Acquisition:
+        """Check an acquire's input and name its KEYS and ARGV (the broker's start-run sends
+        them too). ``run_id`` None: a fresh uuid4."""
         check_session_key(session_key)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
-        ttl_ms = _ms("ttl", ttl, self.max_ttl)
-        run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
-        keys = [self.keys.fence(session_key), self.keys.owner(session_key),
-                self.keys.run(session_key, run_id)]
-        args = [self.keys.run_prefix(session_key), session_key, run_id, ttl_ms, policy,
-                self.retention_ms]
-        return keys, args
+        ttl_ms = to_ms("ttl", ttl, self.max_ttl)
+        generated = run_id is None
+        run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
+        return Acquisition(
+            session_key=session_key, run_id=run_id, ttl=float(ttl), ttl_ms=ttl_ms,
+            policy=policy, retention_ms=self.retention_ms, generated=generated,
+            fence_key=self.keys.fence(session_key), owner_key=self.keys.owner(session_key),
+            run_key=self.keys.run(session_key, run_id),
+            run_prefix=self.keys.run_prefix(session_key))
 
-    def lease_from_reply(self, session_key: str, run_id: str, ttl: float,
-                         reply: Sequence[Any], generated: bool = False) -> Lease:
+    def finish_acquire(self, acquisition: Acquisition, reply: Sequence[Any]) -> Lease:
         """Interpret the acquire-run reply: a Lease, or the error it stands for.
 
-        ``generated``: the run id is a fresh uuid4 of ours, so a record already holding it
-        can only be this very call, retried by the client after a lost reply.
+        A generated run id is a fresh uuid4 of ours, so a record already holding it can only
+        be this very call, retried by the client after a lost reply: its own run.
         """
+        a = acquisition
         code = int(reply[0])
-        if code == ERR_LEASE_HELD:
-            raise LeaseHeld(session_key, as_text(reply[1]), int(reply[2]) / 1000, as_text(reply[3]))
-        if code == ERR_RUN_EXISTS:
-            if generated:
-                status = self.status(session_key, run_id)
+        if code == ErrorCode.LEASE_HELD:
+            raise LeaseHeld(a.session_key, as_text(reply[1]), int(reply[2]) / 1000,
+                            as_text(reply[3]))
+        if code == ErrorCode.RUN_EXISTS:
+            if a.generated:
+                status = self.status(a.session_key, a.run_id)
                 if status.fence is not None and status.state.alive:
-                    return Lease(session_key, run_id, status.fence, status.expires_at or 0.0,
-                                 float(ttl), status.state)
-            raise ValueError(f"run_id {run_id!r} is already used for session {session_key!r}")
+                    return Lease(a.session_key, a.run_id, status.fence,
+                                 status.expires_at or 0.0, a.ttl, status.state)
+            raise ValueError(f"run_id {a.run_id!r} is already used for session "
+                             f"{a.session_key!r}")
         previous = as_text(reply[4]) or None
-        return Lease(session_key, run_id, int(reply[1]), int(reply[2]) / 1000, float(ttl),
+        return Lease(a.session_key, a.run_id, int(reply[1]), int(reply[2]) / 1000, a.ttl,
                      RunState.LIVE, previous)
 
     # -- the calls -------------------------------------------------------------------------
@@ -128,20 +122,19 @@ class Registry:
 
         ``supersede`` ends a live previous run at once; ``exclusive`` raises ``LeaseHeld``.
         """
-        keys, args = self.acquire_args(session_key, ttl, policy, run_id)
+        acquisition = self.prepare_acquire(session_key, ttl, policy, run_id)
         with unavailable_as_error():
-            reply = self.scripts("acquire", keys, args)
-        return self.lease_from_reply(session_key, as_text(args[2]), ttl, reply,
-                                     generated=run_id is None)
+            reply = self.scripts("acquire", acquisition.keys, acquisition.argv)
+        return self.finish_acquire(acquisition, reply)
 
     def renew(self, lease: Lease, ttl: float | None = None) -> Lease:
         """Heartbeat: extend a live (or parked) lease by ``ttl`` (default: its own ttl)."""
-        ttl_ms = 0 if ttl is None else _ms("ttl", ttl, self.max_ttl)
+        ttl_ms = 0 if ttl is None else to_ms("ttl", ttl, self.max_ttl)
         return self._extend(lease, "live", ttl_ms)
 
     def park(self, lease: Lease, until: float = 120.0) -> Lease:
         """Keep the run alive without heartbeats for ``until`` seconds (waiting for callbacks)."""
-        return self._extend(lease, "parked", _ms("until", until, self.max_park))
+        return self._extend(lease, "parked", to_ms("until", until, self.max_park))
 
     def _extend(self, lease: Lease, state: str, duration_ms: int) -> Lease:
         run_key, owner, *companions = self.run_keys(lease.session_key, lease.run_id)
@@ -149,7 +142,7 @@ class Registry:
         with unavailable_as_error():
             reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
                                                   self.retention_ms])
-        if int(reply[0]) == ERR_LEASE_LOST:
+        if int(reply[0]) == ErrorCode.LEASE_LOST:
             raise LeaseLost(as_text(reply[1]), lease.session_key, lease.run_id)
         ttl = int(reply[3]) / 1000
         return Lease(lease.session_key, lease.run_id, lease.fence, int(reply[1]) / 1000, ttl,
@@ -203,50 +196,14 @@ class Registry:
                 if found_sk and tail and ":" not in tail:  # companions are not runs
                     yield found_sk, tail
 
-    @contextlib.contextmanager
     def hold(self, session_key: str, ttl: float = 30.0, policy: Policy = "supersede",
-             run_id: str | None = None) -> Iterator[HeldLease]:
+             run_id: str | None = None) -> AbstractContextManager[HeldLease]:
         """Acquire, renew every ttl/3 in the background, release on exit.
 
         The outcome is 'failed' if the block raised, else 'completed'. If the lease was lost
         while the block ran, exiting raises ``LeaseLost`` (``lease.check()`` raises it sooner).
         """
-        base = self.acquire(session_key, ttl, policy, run_id)
-        held = HeldLease(base.session_key, base.run_id, base.fence, base.expires_at, base.ttl,
-                         base.state, base.previous_run_id)
-        stop = threading.Event()
-        renewer = threading.Thread(target=self._keep_renewed, args=(held, stop),
-                                   name=f"leasegate-renew-{held.run_id[:8]}", daemon=True)
-        renewer.start()
-        failed = False
-        try:
-            yield held
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            stop.set()
-            renewer.join()
-            if not held.lost:
-                ended = self.release(held, "failed" if failed else "completed")
-                if ended.state is not RunState.RELEASED:
-                    # lost between the last beat and the exit: expired, superseded or gone
-                    held.lost_reason.append(ended.state.value)
-                    held.lost_event.set()
-        held.check()
-
-    def _keep_renewed(self, held: HeldLease, stop: threading.Event) -> None:
-        interval = held.ttl / 3
-        while not stop.wait(interval):
-            try:
-                self.renew(held)
-            except LeaseLost as lost:
-                held.lost_reason.append(lost.reason)
-                held.lost_event.set()
-                return
-            except Exception:
-                continue  # cannot tell (Redis away, OOM...): try next beat; the lease expires
-                # on its own if this goes on, and check() or the exit reports it
+        return holding.hold(self, session_key, ttl, policy, run_id)
 
 
 def _maybe_int(fields: dict[str, str], name: str) -> int | None:

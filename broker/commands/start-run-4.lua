@@ -12,7 +12,10 @@
                retention (ms)
     ARGV[7] prompt body (msgpack)
 
-  Output: as acquire-3.lua, plus the prompt's inbox entry id as the 7th element on success
+  Output (as acquire-3.lua, plus the prompt's inbox entry id; codes as leasegate.ownership.ErrorCode):
+     {0, fence, expires_at_ms, now_ms, previous_run_id or '', previous_fence or 0, entry id}
+    {-1, holder_run_id, holder_expires_at_ms, holder_state}    ERR_LEASE_HELD (exclusive only)
+    {-3}                                                       ERR_RUN_EXISTS (run id taken)
 ]]
 -- @include "now"
 -- @include "runState"

@@ -8,7 +8,7 @@
 
     ARGV[1] fence   ARGV[2] callback id   ARGV[3] tool
 
-  Output:
+  Output (codes as leasegate.ownership.ErrorCode):
      {0, now_ms}    recorded (the pending hash expires with the run record); the server time
                     is what the envelope's submitted-at and deadline count from
     {-2, reason}    ERR_LEASE_LOST: 'expired' | 'superseded' | 'released' | 'unknown'

@@ -13,7 +13,7 @@
     ARGV[5] policy           'supersede' | 'exclusive'
     ARGV[6] retention (ms)   how long records stay readable after the run ends
 
-  Output:
+  Output (codes as leasegate.ownership.ErrorCode):
      {0, fence, expires_at_ms, now_ms, previous_run_id or '', previous_fence or 0}   acquired
     {-1, holder_run_id, holder_expires_at_ms, holder_state}    ERR_LEASE_HELD (exclusive only)
     {-3}                                                       ERR_RUN_EXISTS (run id taken)

@@ -13,7 +13,7 @@
     ARGV[3] duration (ms)    0 = the run's own ttl (renew only)
     ARGV[4] retention (ms)
 
-  Output:
+  Output (codes as leasegate.ownership.ErrorCode):
      {0, expires_at_ms, now_ms, ttl_ms}     extended
     {-2, reason}                            ERR_LEASE_LOST: 'expired' | 'superseded' | 'released' | 'unknown'
 ]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -613,11 +614,13 @@ def test_every_key_carries_the_hash_tag_and_only_the_fence_lacks_a_ttl(
 def test_a_retried_acquire_after_a_lost_reply_returns_the_same_run(registry: Registry) -> None:
     """The client's retry of an acquire whose reply was lost finds its own run, not an error."""
     session_key = SK
-    keys, args = registry.acquire_args(session_key, 30, "supersede", None)
-    first = registry.scripts("acquire", keys, args)  # the reply we pretend never arrived
-    again = registry.scripts("acquire", keys, args)  # what redis-py's retry sends
-    lease = registry.lease_from_reply(session_key, args[2], 30, again, generated=True)
-    assert (lease.run_id, lease.fence) == (args[2], int(first[1]))
+    acquisition = registry.prepare_acquire(session_key, 30, "supersede", None)
+    assert acquisition.generated
+    keys, argv = acquisition.keys, acquisition.argv
+    first = registry.scripts("acquire", keys, argv)  # the reply we pretend never arrived
+    again = registry.scripts("acquire", keys, argv)  # what redis-py's retry sends
+    lease = registry.finish_acquire(acquisition, again)
+    assert (lease.run_id, lease.fence) == (acquisition.run_id, int(first[1]))
     assert registry.status(lease).state is RunState.LIVE
     with pytest.raises(ValueError, match="already used"):
-        registry.lease_from_reply(session_key, args[2], 30, again, generated=False)
+        registry.finish_acquire(dataclasses.replace(acquisition, generated=False), again)

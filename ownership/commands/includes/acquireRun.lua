@@ -1,7 +1,9 @@
 -- Acquire a new run of a session key. Shared by acquire-3.lua and the broker's start-run script.
 -- fence_key, owner_key, run_key: the session's counter, owner pointer and the new run record.
--- Returns {0, fence, exp_ms, now_ms, prev_run_id, prev_fence}, {-1, holder, holder_exp, holder_state}
--- or {-3} (run id taken). Needs now.lua and runState.lua.
+-- Needs now.lua and runState.lua. Returns one of (codes as leasegate.ownership.ErrorCode):
+--    {0, fence, exp_ms, now_ms, prev_run_id, prev_fence}   acquired
+--   {-1, holder, holder_exp_ms, holder_state}              ERR_LEASE_HELD (exclusive only)
+--   {-3}                                                   ERR_RUN_EXISTS (run id taken)
 local function acquire_run(fence_key, owner_key, run_key, run_prefix, session_key, run_id,
                            ttl_ms, policy, retention_ms)
   local now = now_ms()
