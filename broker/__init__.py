@@ -11,8 +11,9 @@ from .artifacts import (
     ArtifactRef,
     ArtifactStore,
     FileArtifactStore,
+    collect_artifacts,
+    referenced_digests,
 )
-from .collector import collect_artifacts, referenced_digests
 from .deadletters import (
     DeadLetter,
     DeadLetters,

@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from leasegate.broker import ArtifactRef, Client, FileArtifactStore
-from leasegate.broker.collector import collect_artifacts, referenced_digests
+from leasegate.broker import (
+    ArtifactRef,
+    Client,
+    FileArtifactStore,
+    collect_artifacts,
+    referenced_digests,
+)
 from tests.broker.test_deadletters import sk
 from tests.conftest import SECRET
 

@@ -13,9 +13,9 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import redis
 
-from ..ownership import glob_escape, unavailable_as_error
-from .artifacts import ArtifactStore, collect
-from .keys import INBOX, BrokerKeys
+from ...ownership import glob_escape, unavailable_as_error
+from ..keys import INBOX, BrokerKeys
+from .store import ArtifactStore, collect
 
 SCAN_COUNT = 500
 INBOX_PAGE = 200   # entries per XRANGE: an inbox's bodies can be large
