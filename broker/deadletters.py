@@ -21,13 +21,12 @@ import redis
 
 from ..ownership import Scripts, as_text, glob_escape, unavailable_as_error
 from .artifacts import ArtifactRef
+from .codes import QUARANTINED, REASONS, STATES, TOMBSTONES
 from .dlqindex import LetterIndex, check_name
-from .gate import REASONS
-from .inbox import unpack_body, unpack_refs
 from .keys import BrokerKeys
+from .records import unpack_body, unpack_refs
 from .settings import Settings
 
-STATES = ("quarantined", "redelivered", "archived", "expired", "discarded")
 MAX_LIMIT = 1000
 PURGE_BATCH = 500     # letters per purge script call
 SWEEP_BATCH = 200     # tombstones per sweep script call: bounds how long Redis is busy
@@ -86,7 +85,7 @@ class DeadLetter:
 
     @property
     def tombstone(self) -> bool:
-        return self.state in ("expired", "discarded")
+        return self.state in TOMBSTONES
 
     @classmethod
     def from_hash(cls, raw: dict[Any, Any]) -> DeadLetter:
@@ -391,7 +390,7 @@ class DeadLetters:
 
     def _settle(self, group: str, consumer: str, dlq_id: str, letter: DeadLetter | None,
                 reason: str | None, handler: Callable[[DeadLetter], None], by: str) -> int:
-        if letter is None or letter.state != "quarantined" or reason not in (None,
+        if letter is None or letter.state != QUARANTINED or reason not in (None,
                                                                           letter.reason):
             self.client.xack(self.keys.dlq, group, dlq_id)  # not ours to hand over
             return 0

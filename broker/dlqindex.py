@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from ..ownership import as_text
-from .gate import REASONS
+from .codes import REASONS
 from .keys import BrokerKeys
 
 WALK_FACTOR = 20      # several filters: at most WALK_FACTOR * limit letters examined per page

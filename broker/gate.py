@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import msgpack  # type: ignore[import-untyped]
 import redis
 
 from ..ownership import Scripts, as_text, unavailable_as_error
 from .artifacts import ArtifactRef
+from .codes import KINDS
 from .envelope import (
     RAW_CAP,
     BadSignature,
@@ -24,14 +24,10 @@ from .envelope import (
     digest_args,
 )
 from .keys import BrokerKeys
+from .records import pack_body as pack_body  # re-exported: runtime.py imports it from here
 from .settings import Settings
 
 quarantine_log = logging.getLogger("leasegate.quarantine")
-
-REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
-           "malformed", "bad_signature")
-KINDS = ("result", "error")
-
 
 
 @dataclass(frozen=True)
@@ -69,17 +65,6 @@ def log_quarantine(verdict: Verdict, fields: dict[str, Any]) -> None:
     record = {"event": "leasegate.quarantined", "dead_letter_id": verdict.entry_id,
               "reason": verdict.reason, "detail": verdict.detail, **fields}
     quarantine_log.warning(json.dumps(record, sort_keys=True, default=str))
-
-
-def pack_body(field: str, value: Any, limit: int) -> bytes:
-    """msgpack-encode a payload and hold it to its size limit."""
-    try:
-        body: bytes = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"{field} must be msgpack-encodable: {exc}") from exc
-    if len(body) > limit:
-        raise ValueError(f"{field} is {len(body)} bytes encoded; the limit is {limit} bytes")
-    return body
 
 
 class Gate:
