@@ -121,7 +121,7 @@ class Gate:
         sk, run_id = env.session_key, env.run_id
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
-                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dlq, k.metrics]
+                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dead_letters, k.metrics]
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
@@ -137,7 +137,7 @@ class Gate:
         """Dead-letter input that never became a trustworthy envelope, raw bytes kept (capped)."""
         raw = wire if isinstance(wire, bytes) else repr(wire).encode()
         claimed = getattr(error, "claimed", None) or {}
-        keys = [self.keys.dlq, self.keys.raw_memo(hashlib.sha256(raw).hexdigest()),
+        keys = [self.keys.dead_letters, self.keys.raw_memo(hashlib.sha256(raw).hexdigest()),
                 self.keys.metrics]
         args = [error.reason, str(error), raw[:RAW_CAP], len(raw),
                 int(self.settings.dlq_max_age * 1000), self.settings.dlq_max_len,

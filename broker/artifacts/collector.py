@@ -27,7 +27,8 @@ def referenced_digests(client: redis.Redis, keys: BrokerKeys) -> set[str]:
     with unavailable_as_error():
         # letters before inboxes: a replay copies a letter's references into an inbox before
         # a discard can drop them, so whatever a letter loses meanwhile is in an inbox read later
-        for batch in _scan(client, keys.letter("*"), "hash", escape=len(keys.letter(""))):
+        for batch in _scan(client, keys.dead_letter("*"), "hash",
+                           escape=len(keys.dead_letter(""))):
             pipe = client.pipeline(transaction=False)
             for key in batch:
                 pipe.hget(key, "arts")

@@ -5,9 +5,9 @@
 
   Input:
     KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:idx:*, <ns>:dlq:stats)
-    KEYS[2] letter        <ns>:dlq:letter:<dlq id>
+    KEYS[2] letter        <ns>:dlq:letter:<dead-letter id>
 
-    ARGV[1] dlq id   ARGV[2] by (who)   ARGV[3] tombstone ttl (ms)   ARGV[4] note
+    ARGV[1] dead-letter id   ARGV[2] by (who)   ARGV[3] tombstone ttl (ms)   ARGV[4] note
 
   Output:
      {0, state it had}  discarded

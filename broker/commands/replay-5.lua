@@ -5,12 +5,13 @@
 
   Input:
     KEYS[1] dead letters   <ns>:dlq                            (stream; also <ns>:dlq:stats)
-    KEYS[2] letter         <ns>:dlq:letter:<dlq id>
+    KEYS[2] letter         <ns>:dlq:letter:<dead-letter id>
     KEYS[3] target run     <ns>:{<sk>}:run:<run id>
     KEYS[4] target inbox   <ns>:{<sk>}:run:<run id>:inbox      (stream)
     KEYS[5] target resume  <ns>:{<sk>}:run:<run id>:resume     (list)
 
-    ARGV[1] dlq id   ARGV[2] target session key   ARGV[3] target run id   ARGV[4] by (who)
+    ARGV[1] dead-letter id   ARGV[2] target session key   ARGV[3] target run id
+    ARGV[4] by (who)
 
   Output:
      {0, inbox entry id, seq, target state 'live' | 'parked'}
