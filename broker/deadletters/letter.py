@@ -119,7 +119,7 @@ class LetterGone(Exception):
 
 
 class ReplayRefused(Exception):
-    """``reason`` is one of ``store.REPLAY_ERRORS``' names; ``detail`` says more (a state, a
+    """``reason`` is one of ``codes.REPLAY_REFUSALS``' names; ``detail`` says more (a state, a
     run id)."""
 
     def __init__(self, dead_letter_id: str, reason: str, detail: str = "") -> None:

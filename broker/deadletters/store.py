@@ -14,8 +14,15 @@ from collections.abc import Callable
 
 import redis
 
-from ...ownership import Scripts, as_text, glob_escape, server_time_ms, unavailable_as_error
-from ..codes import REASONS, STATES
+from ...ownership import (
+    ErrorCode,
+    Scripts,
+    as_text,
+    glob_escape,
+    server_time_ms,
+    unavailable_as_error,
+)
+from ..codes import REASONS, REPLAY_REFUSALS, STATES
 from ..keys import BrokerKeys
 from ..settings import Settings
 from . import drain as draining
@@ -34,9 +41,6 @@ from .letter import (
 
 PURGE_BATCH = 500     # letters per purge script call
 SWEEP_BATCH = 200     # tombstones per sweep script call: bounds how long Redis is busy
-REPLAY_ERRORS = {-1: "not_found", -2: "already_redelivered", -3: "not_quarantined",
-                 -4: "no_payload", -5: "wrong_session", -6: "target_not_alive",
-                 -7: "no_inbox"}
 
 # DeadLetters has a method named ``list``, which hides the builtin in its class body: its
 # annotations use this alias, made out here where ``list`` is still the builtin.
@@ -117,7 +121,8 @@ class DeadLetters:
                                                   check_name("by", by, 200)])
         code = int(reply[0])
         if code != 0:
-            raise ReplayRefused(dead_letter_id, REPLAY_ERRORS[code], as_text(reply[1]))
+            raise ReplayRefused(dead_letter_id, REPLAY_REFUSALS[ErrorCode(code)],
+                                as_text(reply[1]))
         return ReplayResult(dead_letter_id, sk, run_id, as_text(reply[1]), int(reply[2]),
                             as_text(reply[3]) == "parked")
 
@@ -129,9 +134,9 @@ class DeadLetters:
             reply = self.scripts("discard", keys, [dead_letter_id, check_name("by", by, 200),
                                                    self._keep_ms, note])
         code, state = int(reply[0]), as_text(reply[1])
-        if code == -1:
+        if code == ErrorCode.LETTER_NOT_FOUND:
             raise LetterNotFound(dead_letter_id)
-        if code == -2:
+        if code == ErrorCode.LETTER_GONE:
             raise LetterGone(dead_letter_id, state)
         return state
 
