@@ -466,7 +466,7 @@ def self_test(client: Client, record: Record) -> list[str]:
             placed[entry.callback_id or ""] = rec.run_id
     released = [rec for rec in runs if rec.released_after_ms is not None]
     delivered = [cb for cb, run_id in placed.items() if cb in record.callbacks]
-    lettered = [k.decode() for k in r.scan_iter(match=f"{keys.dlq}:letter:*", count=1000)]
+    lettered = [k.decode() for k in r.scan_iter(match=f"{keys.dead_letters}:letter:*", count=1000)]
     if not (runs and released and delivered and lettered):
         return ["not enough data to self-test"]
     missed = []

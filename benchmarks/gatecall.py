@@ -13,8 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from leasegate.broker import Client, Envelope
-from leasegate.broker.gate import pack_body
+from leasegate.broker import Client, Envelope, pack_body
 
 from .common import server_ms
 

@@ -11,8 +11,10 @@ from .artifacts import (
     ArtifactRef,
     ArtifactStore,
     FileArtifactStore,
+    collect_artifacts,
+    referenced_digests,
 )
-from .collector import collect_artifacts, referenced_digests
+from .codes import KINDS, REASONS, STATES
 from .deadletters import (
     DeadLetter,
     DeadLetters,
@@ -31,8 +33,9 @@ from .envelope import (
     VerifiedEnvelope,
     digest_args,
 )
-from .gate import KINDS, REASONS, Admission, Gate, Verdict, pack_body
+from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
+from .records import pack_body
 from .runtime import Client, ReleaseReport, Run
 from .settings import Settings
 from .transport import DEFAULT_TASKS, HEADER, IMAGE_GENERATE, Route, header_value, wire_from_header
@@ -67,6 +70,7 @@ __all__ = [
     "Page",
     "ReplayRefused",
     "ReplayResult",
+    "STATES",
     "Stats",
     # artifacts
     "ArtifactCorrupt",

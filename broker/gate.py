@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import msgpack  # type: ignore[import-untyped]
 import redis
 
 from ..ownership import Scripts, as_text, unavailable_as_error
 from .artifacts import ArtifactRef
+from .codes import KINDS
 from .envelope import (
     RAW_CAP,
     BadSignature,
@@ -24,14 +24,10 @@ from .envelope import (
     digest_args,
 )
 from .keys import BrokerKeys
+from .records import pack_body
 from .settings import Settings
 
 quarantine_log = logging.getLogger("leasegate.quarantine")
-
-REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
-           "malformed", "bad_signature")
-KINDS = ("result", "error")
-
 
 
 @dataclass(frozen=True)
@@ -69,17 +65,6 @@ def log_quarantine(verdict: Verdict, fields: dict[str, Any]) -> None:
     record = {"event": "leasegate.quarantined", "dead_letter_id": verdict.entry_id,
               "reason": verdict.reason, "detail": verdict.detail, **fields}
     quarantine_log.warning(json.dumps(record, sort_keys=True, default=str))
-
-
-def pack_body(field: str, value: Any, limit: int) -> bytes:
-    """msgpack-encode a payload and hold it to its size limit."""
-    try:
-        body: bytes = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"{field} must be msgpack-encodable: {exc}") from exc
-    if len(body) > limit:
-        raise ValueError(f"{field} is {len(body)} bytes encoded; the limit is {limit} bytes")
-    return body
 
 
 class Gate:
@@ -136,7 +121,7 @@ class Gate:
         sk, run_id = env.session_key, env.run_id
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
-                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dlq, k.metrics]
+                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dead_letters, k.metrics]
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
@@ -152,7 +137,7 @@ class Gate:
         """Dead-letter input that never became a trustworthy envelope, raw bytes kept (capped)."""
         raw = wire if isinstance(wire, bytes) else repr(wire).encode()
         claimed = getattr(error, "claimed", None) or {}
-        keys = [self.keys.dlq, self.keys.raw_memo(hashlib.sha256(raw).hexdigest()),
+        keys = [self.keys.dead_letters, self.keys.raw_memo(hashlib.sha256(raw).hexdigest()),
                 self.keys.metrics]
         args = [error.reason, str(error), raw[:RAW_CAP], len(raw),
                 int(self.settings.dlq_max_age * 1000), self.settings.dlq_max_len,

@@ -10,22 +10,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
 import redis
 
 from ..ownership import as_text, unavailable_as_error
 from .artifacts import ArtifactRef
-
-
-def unpack_body(raw: bytes | str | None) -> Any:
-    if not raw:
-        return None
-    return msgpack.unpackb(raw if isinstance(raw, bytes) else raw.encode(), raw=False)
-
-
-def unpack_refs(raw: bytes | str | None) -> list[ArtifactRef]:
-    items = unpack_body(raw) or []
-    return [ArtifactRef.from_dict(item) for item in items]
+from .records import unpack_body, unpack_refs
 
 
 @dataclass(frozen=True)

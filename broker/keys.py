@@ -1,4 +1,5 @@
-"""Key names of the broker layer, on top of the ownership registry's."""
+"""Key names of the broker layer, on top of the ownership registry's: one place that knows
+where a run's inbox, a callback's memo and the dead letters live."""
 
 from __future__ import annotations
 
@@ -25,21 +26,23 @@ class BrokerKeys(Keys):
         """The memo of a callback's first verdict: what makes delivery idempotent."""
         return self.session_prefix(session_key) + "cb:" + callback_id
 
-    # Deployment-wide dead letters (not tied to one session key).
+    # Deployment-wide dead letters (not tied to one session key). The stream's key is also the
+    # prefix of every other dead-letter key; the names say "dlq" on the wire, for good.
     @property
-    def dlq(self) -> str:
+    def dead_letters(self) -> str:
         return self.global_key("dlq")
 
-    def letter(self, dlq_id: str) -> str:
-        return f"{self.dlq}:letter:{dlq_id}"
+    def dead_letter(self, dead_letter_id: str) -> str:
+        return f"{self.dead_letters}:letter:{dead_letter_id}"
 
-    def dlq_index(self, field: str, value: str) -> str:
+    def dead_letter_index(self, field: str, value: str) -> str:
         """Sorted set of letter ids by quarantine time; field is 'reason', 'sk' or 'tool'."""
-        return f"{self.dlq}:idx:{field}:{value}"
+        return f"{self.dead_letters}:idx:{field}:{value}"
 
     @property
-    def dlq_stats(self) -> str:
-        return f"{self.dlq}:stats"
+    def dead_letter_stats(self) -> str:
+        return f"{self.dead_letters}:stats"
 
     def raw_memo(self, digest: str) -> str:
-        return f"{self.dlq}:raw:{digest}"
+        """Which letter holds this undecodable input already: one letter per distinct input."""
+        return f"{self.dead_letters}:raw:{digest}"

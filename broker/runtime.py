@@ -30,7 +30,8 @@ from ..ownership import (
 )
 from .deadletters import DeadLetters
 from .envelope import Envelope, check_secrets
-from .gate import Gate, pack_body
+from .gate import Gate
+from .records import pack_body
 from .inbox import Inbox
 from .keys import RUN_COMPANIONS, BrokerKeys
 from .settings import Settings

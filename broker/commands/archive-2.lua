@@ -5,9 +5,9 @@
 
   Input:
     KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:stats)
-    KEYS[2] letter        <ns>:dlq:letter:<dlq id>
+    KEYS[2] letter        <ns>:dlq:letter:<dead-letter id>
 
-    ARGV[1] consumer group   ARGV[2] dlq id (= its stream entry id)   ARGV[3] by (who)
+    ARGV[1] consumer group   ARGV[2] dead-letter id (= its stream entry id)   ARGV[3] by (who)
     ARGV[4] note (the consumer's name)
 
   Output:

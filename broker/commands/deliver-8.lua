@@ -68,11 +68,11 @@ local fields = {'detail', detail, 'run', ARGV[1], 'fence', ARGV[2], 'owner_run',
                 'owner_fence', owner_fence, 'task', ARGV[6], 'cb', ARGV[3], 'kind', ARGV[7],
                 'submitted', ARGV[10], 'completed', now, 'deadline', ARGV[11],
                 'run_state', state, 'body', body, 'truncated', truncated, 'arts', ARGV[9]}
-local dlq_id = dead_letter(KEYS[7], reason, ARGV[4], ARGV[5], fields, now,
+local letter_id = dead_letter(KEYS[7], reason, ARGV[4], ARGV[5], fields, now,
                            tonumber(ARGV[13]), tonumber(ARGV[14]))
 redis.call('HDEL', KEYS[5], ARGV[3])
-redis.call('HSET', KEYS[6], 'd', 0, 'reason', reason, 'entry', dlq_id, 'seq', 0,
+redis.call('HSET', KEYS[6], 'd', 0, 'reason', reason, 'entry', letter_id, 'seq', 0,
            'detail', detail, 'at', now)
 redis.call('PEXPIRE', KEYS[6], memo_ttl)
 redis.call('HINCRBY', KEYS[8], 'quarantined:' .. reason .. ':' .. ARGV[5], 1)
-return {0, reason, dlq_id, 0, 0, detail}
+return {0, reason, letter_id, 0, 0, detail}

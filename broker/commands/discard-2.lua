@@ -5,21 +5,21 @@
 
   Input:
     KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:idx:*, <ns>:dlq:stats)
-    KEYS[2] letter        <ns>:dlq:letter:<dlq id>
+    KEYS[2] letter        <ns>:dlq:letter:<dead-letter id>
 
-    ARGV[1] dlq id   ARGV[2] by (who)   ARGV[3] tombstone ttl (ms)   ARGV[4] note
+    ARGV[1] dead-letter id   ARGV[2] by (who)   ARGV[3] tombstone ttl (ms)   ARGV[4] note
 
   Output:
      {0, state it had}  discarded
-    {-1, ''}            ERR_NOT_FOUND: no such letter, not even a tombstone
-    {-2, state}         ERR_GONE: already a tombstone, 'expired' | 'discarded'
+    {-4, ''}            ERR_LETTER_NOT_FOUND: no such letter, not even a tombstone
+    {-5, state}         ERR_LETTER_GONE: already a tombstone, 'expired' | 'discarded'
 ]]
 -- @include "now"
 -- @include "deadLetter"
 
 local now = now_ms()
 local state = redis.call('HGET', KEYS[2], 'state')
-if not state then return {-1, ''} end
+if not state then return {-4, ''} end
 local had = retire(KEYS[1], ARGV[1], 'discarded', now, ARGV[2], ARGV[4], tonumber(ARGV[3]))
-if not had then return {-2, state} end
+if not had then return {-5, state} end
 return {0, had}

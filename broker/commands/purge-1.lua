@@ -8,9 +8,9 @@
     ARGV[1] by (who)      ARGV[2] tombstone ttl (ms)
     ARGV[3] older than (ms; '' for any age)
     ARGV[4] reason ('' for any)   ARGV[5] session key ('' for any)   ARGV[6] tool ('' for any)
-    ARGV[7..] dlq ids
+    ARGV[7..] dead-letter ids
 
-  Output: {dlq id, ...} the ids discarded (held letters that still matched)
+  Output: {dead-letter id, ...} the ids discarded (held letters that still matched)
 ]]
 -- @include "now"
 -- @include "deadLetter"

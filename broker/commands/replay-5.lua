@@ -5,25 +5,26 @@
 
   Input:
     KEYS[1] dead letters   <ns>:dlq                            (stream; also <ns>:dlq:stats)
-    KEYS[2] letter         <ns>:dlq:letter:<dlq id>
+    KEYS[2] letter         <ns>:dlq:letter:<dead-letter id>
     KEYS[3] target run     <ns>:{<sk>}:run:<run id>
     KEYS[4] target inbox   <ns>:{<sk>}:run:<run id>:inbox      (stream)
     KEYS[5] target resume  <ns>:{<sk>}:run:<run id>:resume     (list)
 
-    ARGV[1] dlq id   ARGV[2] target session key   ARGV[3] target run id   ARGV[4] by (who)
+    ARGV[1] dead-letter id   ARGV[2] target session key   ARGV[3] target run id
+    ARGV[4] by (who)
 
   Output:
      {0, inbox entry id, seq, target state 'live' | 'parked'}
-    {-1, ''}                       ERR_NOT_FOUND: no such letter, not even a tombstone
-    {-2, run id it went to}        ERR_ALREADY_REDELIVERED
-    {-3, state}                    ERR_NOT_QUARANTINED: 'archived' | 'expired' | 'discarded'
-    {-4, reason | 'truncated'}     ERR_NO_PAYLOAD: malformed / bad_signature input, or a body
-                                   too large to keep: nothing trustworthy to hand over
-    {-5, the letter's session key} ERR_WRONG_SESSION: the target runs another session key
-    {-6, effective state}          ERR_TARGET_NOT_ALIVE: 'expired' | 'released' |
-                                   'superseded' | 'unknown'
-    {-7, ''}                       ERR_NO_INBOX: the target has no inbox (it was not started
-                                   with a prompt); entry 1 is never anything but a prompt
+     {-4, ''}                        ERR_LETTER_NOT_FOUND: no such letter, not even a tombstone
+     {-6, run id it went to}         ERR_ALREADY_REDELIVERED: replayed before
+     {-7, state}                     ERR_NOT_QUARANTINED: 'archived' | 'expired' | 'discarded'
+     {-8, reason | 'truncated'}      ERR_NO_PAYLOAD: malformed / bad_signature input, or a
+                                     body too large to keep: nothing trustworthy to hand over
+     {-9, the letter's session key}  ERR_WRONG_SESSION: the target runs another session key
+    {-10, effective state}           ERR_TARGET_NOT_ALIVE: 'expired' | 'released' |
+                                     'superseded' | 'unknown'
+    {-11, ''}                        ERR_NO_INBOX: the target has no inbox (it was not started
+                                     with a prompt); entry 1 is never anything but a prompt
 ]]
 -- @include "now"
 -- @include "runState"
@@ -33,19 +34,19 @@ local now = now_ms()
 local f = redis.call('HMGET', KEYS[2], 'state', 'reason', 'sk', 'run', 'fence', 'cb', 'body',
                      'arts', 'tool', 'task', 'submitted', 'truncated', 'kind', 'to_run')
 local state, reason = f[1], f[2]
-if not state then return {-1, ''} end
-if state == 'redelivered' then return {-2, f[14] or ''} end
-if state ~= 'quarantined' then return {-3, state} end
-if reason == 'malformed' or reason == 'bad_signature' or not f[7] then return {-4, reason} end
-if tonumber(f[12] or '0') > 0 then return {-4, 'truncated'} end
-if f[3] ~= ARGV[2] then return {-5, f[3]} end
+if not state then return {-4, ''} end
+if state == 'redelivered' then return {-6, f[14] or ''} end
+if state ~= 'quarantined' then return {-7, state} end
+if reason == 'malformed' or reason == 'bad_signature' or not f[7] then return {-8, reason} end
+if tonumber(f[12] or '0') > 0 then return {-8, 'truncated'} end
+if f[3] ~= ARGV[2] then return {-9, f[3]} end
 
 local rec = redis.call('HMGET', KEYS[3], 'state', 'exp', 'fence')
 local target = effective_state(rec[1], rec[2], now)
-if target ~= 'live' and target ~= 'parked' then return {-6, target} end
+if target ~= 'live' and target ~= 'parked' then return {-10, target} end
 
 local seq = redis.call('XLEN', KEYS[4]) + 1
-if seq == 1 then return {-7, ''} end
+if seq == 1 then return {-11, ''} end
 local id = redis.call('XADD', KEYS[4], '*', 'seq', seq, 'role', 'tool', 'kind', 'recovered',
                       'cb', f[6] or '', 'body', f[7], 'arts', f[8] or '', 'tool', f[9] or '',
                       'task', f[10] or '', 'fence', rec[3], 'at', now, 'sub', f[11] or '',

@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from leasegate.broker import ArtifactRef, Client, FileArtifactStore
-from leasegate.broker.collector import collect_artifacts, referenced_digests
+from leasegate.broker import (
+    ArtifactRef,
+    Client,
+    FileArtifactStore,
+    collect_artifacts,
+    referenced_digests,
+)
 from tests.broker.test_deadletters import sk
 from tests.conftest import SECRET
 
@@ -82,7 +87,7 @@ def test_unreadable_references_stop_the_collection(broker_client: Client,
     ref = aged(store, store.put(b"kept", "image/png"))
     orphan = aged(store, store.put(b"orphan", "image/png"))
     dlq_id = letter_with(broker_client, ref)
-    broker_client.redis.hset(broker_client.keys.letter(dlq_id), "arts", b"\xc1")
+    broker_client.redis.hset(broker_client.keys.dead_letter(dlq_id), "arts", b"\xc1")
     with pytest.raises(ValueError, match="unreadable artifact references"):
         collect_artifacts(broker_client.redis, broker_client.keys, store, grace=60)
     assert store.exists(ref.digest) and store.exists(orphan.digest)

@@ -13,8 +13,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from leasegate.broker import Client, Envelope, Settings
-from leasegate.broker.deadletters import LetterGone, LetterNotFound, ReplayRefused
+from leasegate.broker import Client, Envelope, LetterGone, LetterNotFound, ReplayRefused, Settings
 from leasegate.ownership import RunState
 from tests.conftest import SECRET
 from tests.support.helpers import server_time, wait_until
@@ -137,8 +136,8 @@ def test_index_cursor_steps_through_letters_of_one_millisecond(
         broker_client: Client, redis_client: redis.Redis) -> None:
     # the gate quarantines several letters per ms on a fast machine; here, all of them are
     index = broker_client.dead_letters.index
-    key = broker_client.keys.dlq_index("tool", "same-ms")
-    other = broker_client.keys.dlq_index("reason", "superseded")
+    key = broker_client.keys.dead_letter_index("tool", "same-ms")
+    other = broker_client.keys.dead_letter_index("reason", "superseded")
     members = [f"1700000000000-{i}" for i in range(25)]
     redis_client.zadd(key, {m: 1_700_000_000_000 for m in members})
     redis_client.zadd(key, {"1699999999999-0": 1_699_999_999_999})
@@ -335,7 +334,7 @@ def test_discard_leaves_a_tombstone_with_history(broker_client: Client,
     assert [x.id for x in dl.list().letters] == [keep]
     assert ids_of(broker_client, reason="run_released") == [keep]
     assert dl.count() == 1
-    ttl_ms = redis_client.pttl(broker_client.keys.letter(gone))
+    ttl_ms = redis_client.pttl(broker_client.keys.dead_letter(gone))
     assert 0 < ttl_ms <= broker_client.settings.dlq_max_age * 1000
     with pytest.raises(LetterGone, match="already discarded"):
         dl.discard(gone)

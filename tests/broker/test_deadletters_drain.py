@@ -22,11 +22,11 @@ def in_order(ids: list[str]) -> list[str]:
 
 
 def pending(client: Client, group: str) -> int:
-    return int(client.redis.xpending(client.keys.dlq, group)["pending"])
+    return int(client.redis.xpending(client.keys.dead_letters, group)["pending"])
 
 
 def pending_ids(client: Client, group: str) -> list[str]:
-    rows = client.redis.xpending_range(client.keys.dlq, group, "-", "+", 100)
+    rows = client.redis.xpending_range(client.keys.dead_letters, group, "-", "+", 100)
     return [row["message_id"].decode() for row in rows]
 
 

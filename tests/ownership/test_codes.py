@@ -20,9 +20,6 @@ LUA_FILES = sorted(ROOT.glob("*/commands/**/*.lua"))
 REPLY_LINE = re.compile(r"^\s*(?:--)?\s*\{\s*(-?\d+)\b[^\n]*?\bERR_([A-Z][A-Z0-9_]*)")
 ERR_NAME = re.compile(r"\bERR_[A-Z][A-Z0-9_]*")
 
-# Their dead-letter codes are renumbered to ErrorCode on branch wt-broker. strict: once that
-# is merged these pass, and pytest fails until the mark is dropped.
-AWAITING_BROKER_RENUMBER = {"broker/commands/discard-2.lua", "broker/commands/replay-5.lua"}
 
 
 def header(path: Path) -> str:
@@ -55,10 +52,7 @@ def codes_named(path: Path) -> dict[str, int]:
 
 
 def _param(path: Path) -> object:
-    rel = path.relative_to(ROOT).as_posix()
-    marks = [pytest.mark.xfail(strict=True, reason="dead-letter codes are renumbered on "
-                               "branch wt-broker")] if rel in AWAITING_BROKER_RENUMBER else []
-    return pytest.param(path, id=rel, marks=marks)
+    return pytest.param(path, id=path.relative_to(ROOT).as_posix())
 
 
 @pytest.mark.parametrize("path", [_param(p) for p in LUA_FILES])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from celery.bin.base import CeleryCommand
 
+from ...broker import REASONS
 from .common import (
     Group,
     age,
@@ -86,8 +87,7 @@ def dlq() -> None:
 
 
 @dlq.command(name="ls", cls=CeleryCommand)
-@click.option("--reason", help="lease_expired, run_released, superseded, unknown_run, "
-                               "deadline_passed, malformed, bad_signature")
+@click.option("--reason", help=", ".join(REASONS))
 @click.option("--session", "session_key", help="only this session key")
 @click.option("--tool", help="only this tool")
 @click.option("--since", help="only letters younger than this: 90s, 30m, 2h, 7d")
@@ -248,8 +248,6 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
     DIR/manifest.jsonl gets one JSON line per letter and DIR/images/ the images. Interrupted,
     it re-runs cleanly: nothing acknowledged is exported twice, nothing is lost.
     """
-    from ...broker import REASONS
-
     if reason is not None and reason not in REASONS:
         raise click.UsageError(f"--reason must be one of {', '.join(REASONS)}")
     client = client_for(ctx)

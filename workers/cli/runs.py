@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 from celery.bin.base import CeleryCommand
 
+from ...ownership import RunState
 from .common import Group, age, client_for, emit_json, fail, table
 
 if TYPE_CHECKING:
     from ...broker import Client, Run
     from ...ownership import RunStatus
 
-STATES = ("live", "parked", "expired", "released", "superseded")
+STATES = tuple(state.value for state in RunState if state is not RunState.UNKNOWN)
 
 
 def status_json(status: RunStatus, now: float) -> dict[str, Any]:

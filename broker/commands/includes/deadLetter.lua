@@ -1,99 +1,99 @@
 -- Dead letters: one stream for the deployment (<ns>:dlq) in arrival order, a hash per letter
 -- (<ns>:dlq:letter:<id>) with the full record and its history, sorted-set indexes by reason,
 -- session key and tool (score: quarantined ms) for filtered listing, and counters
--- (<ns>:dlq:stats). dlq_prefix is '<ns>:dlq', which is also the stream's key.
+-- (<ns>:dlq:stats). dead_letters is '<ns>:dlq': the stream's key, and the prefix of the others.
 
-local function letter_key(dlq_prefix, id) return dlq_prefix .. ':letter:' .. id end
+local function letter_key(dead_letters, id) return dead_letters .. ':letter:' .. id end
 
-local function index_keys(dlq_prefix, reason, sk, tool)
-  local keys = {dlq_prefix .. ':idx:reason:' .. reason}
-  if sk and sk ~= '' then keys[#keys + 1] = dlq_prefix .. ':idx:sk:' .. sk end
-  if tool and tool ~= '' then keys[#keys + 1] = dlq_prefix .. ':idx:tool:' .. tool end
+local function index_keys(dead_letters, reason, sk, tool)
+  local keys = {dead_letters .. ':idx:reason:' .. reason}
+  if sk and sk ~= '' then keys[#keys + 1] = dead_letters .. ':idx:sk:' .. sk end
+  if tool and tool ~= '' then keys[#keys + 1] = dead_letters .. ':idx:tool:' .. tool end
   return keys
 end
 
 -- Append one state change to a letter's history (RabbitMQ x-death in spirit).
-local function add_history(dlq_prefix, key, state, now, by, note)
+local function add_history(dead_letters, key, state, now, by, note)
   local raw = redis.call('HGET', key, 'history')
   local history = raw and cjson.decode(raw) or {}
   history[#history + 1] = {state = state, at = now, by = by, note = note}
   redis.call('HSET', key, 'state', state, 'updated', now, 'history', cjson.encode(history))
-  redis.call('HINCRBY', dlq_prefix .. ':stats', 'state:' .. state, 1)
+  redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. state, 1)
 end
 
 -- An expired or overflowed letter becomes a tombstone: record and history kept, payload gone,
 -- out of the stream and the indexes, counted. Never a silent drop.
-local function tombstone(dlq_prefix, id, cause, now, keep_ms)
-  local key = letter_key(dlq_prefix, id)
+local function tombstone(dead_letters, id, cause, now, keep_ms)
+  local key = letter_key(dead_letters, id)
   local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state')
   if f[4] then
-    redis.call('HINCRBY', dlq_prefix .. ':stats', 'state:' .. f[4], -1)
+    redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. f[4], -1)
     redis.call('HDEL', key, 'body', 'raw', 'arts')
-    add_history(dlq_prefix, key, 'expired', now, 'retention', cause)
+    add_history(dead_letters, key, 'expired', now, 'retention', cause)
     redis.call('PEXPIRE', key, keep_ms)
-    for _, idx in ipairs(index_keys(dlq_prefix, f[1], f[2], f[3])) do
+    for _, idx in ipairs(index_keys(dead_letters, f[1], f[2], f[3])) do
       redis.call('ZREM', idx, id)
     end
   end
-  redis.call('XDEL', dlq_prefix, id)
-  redis.call('HINCRBY', dlq_prefix .. ':stats', 'expired:' .. cause, 1)
+  redis.call('XDEL', dead_letters, id)
+  redis.call('HINCRBY', dead_letters .. ':stats', 'expired:' .. cause, 1)
 end
 
 -- Trim by age and count, oldest first, a bounded amount of work per call (Sidekiq trims its
 -- dead set in the same transaction that adds to it).
-local function sweep(dlq_prefix, now, max_age_ms, max_len, limit)
+local function sweep(dead_letters, now, max_age_ms, max_len, limit)
   for _ = 1, limit do
-    local first = redis.call('XRANGE', dlq_prefix, '-', '+', 'COUNT', 1)
+    local first = redis.call('XRANGE', dead_letters, '-', '+', 'COUNT', 1)
     if #first == 0 then return end
     local id = first[1][1]
     local born = tonumber(string.match(id, '^(%d+)'))
     local cause
-    if redis.call('XLEN', dlq_prefix) > max_len then cause = 'overflow'
+    if redis.call('XLEN', dead_letters) > max_len then cause = 'overflow'
     elseif born + max_age_ms <= now then cause = 'age'
     else return end
-    tombstone(dlq_prefix, id, cause, now, max_age_ms)
+    tombstone(dead_letters, id, cause, now, max_age_ms)
   end
 end
 
 -- Quarantine one item. fields: flat list of letter fields (without id/state/history).
 -- Returns the dead-letter id.
-local function dead_letter(dlq_prefix, reason, sk, tool, fields, now, max_age_ms, max_len)
-  local id = redis.call('XADD', dlq_prefix, '*', 'reason', reason, 'sk', sk or '', 'tool', tool or '')
-  local key = letter_key(dlq_prefix, id)
+local function dead_letter(dead_letters, reason, sk, tool, fields, now, max_age_ms, max_len)
+  local id = redis.call('XADD', dead_letters, '*', 'reason', reason, 'sk', sk or '', 'tool', tool or '')
+  local key = letter_key(dead_letters, id)
   redis.call('HSET', key, 'id', id, 'reason', reason, 'sk', sk or '', 'tool', tool or '',
              'quarantined', now, unpack(fields))
-  add_history(dlq_prefix, key, 'quarantined', now, 'gate', reason)
+  add_history(dead_letters, key, 'quarantined', now, 'gate', reason)
   -- no TTL while quarantined: only sweep() retires a letter, and never without a tombstone
-  for _, idx in ipairs(index_keys(dlq_prefix, reason, sk, tool)) do
+  for _, idx in ipairs(index_keys(dead_letters, reason, sk, tool)) do
     redis.call('ZADD', idx, now, id)
   end
-  redis.call('HINCRBY', dlq_prefix .. ':stats', 'reason:' .. reason, 1)
-  redis.call('HINCRBY', dlq_prefix .. ':stats', 'total', 1)
-  sweep(dlq_prefix, now, max_age_ms, max_len, 16)
+  redis.call('HINCRBY', dead_letters .. ':stats', 'reason:' .. reason, 1)
+  redis.call('HINCRBY', dead_letters .. ':stats', 'total', 1)
+  sweep(dead_letters, now, max_age_ms, max_len, 16)
   return id
 end
 
 -- Retire a held letter by hand (discard, purge): like tombstone(), but the new state and who
 -- asked are the caller's. Returns the state it had, or false if it was not held (gone or
 -- already a tombstone).
-local function retire(dlq_prefix, id, state, now, by, note, keep_ms)
-  local key = letter_key(dlq_prefix, id)
+local function retire(dead_letters, id, state, now, by, note, keep_ms)
+  local key = letter_key(dead_letters, id)
   local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state')
   if not f[4] or f[4] == 'expired' or f[4] == 'discarded' then return false end
-  redis.call('HINCRBY', dlq_prefix .. ':stats', 'state:' .. f[4], -1)
+  redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. f[4], -1)
   redis.call('HDEL', key, 'body', 'raw', 'arts')
-  add_history(dlq_prefix, key, state, now, by, note)
+  add_history(dead_letters, key, state, now, by, note)
   redis.call('PEXPIRE', key, keep_ms)
-  for _, idx in ipairs(index_keys(dlq_prefix, f[1], f[2], f[3])) do
+  for _, idx in ipairs(index_keys(dead_letters, f[1], f[2], f[3])) do
     redis.call('ZREM', idx, id)
   end
-  redis.call('XDEL', dlq_prefix, id)
+  redis.call('XDEL', dead_letters, id)
   return f[4]
 end
 
 -- Move a held letter to another held state (redelivered, archived): it stays in the stream and
 -- the indexes, so operators still find it; the per-state counters follow.
-local function change_state(dlq_prefix, key, from, to, now, by, note)
-  redis.call('HINCRBY', dlq_prefix .. ':stats', 'state:' .. from, -1)
-  add_history(dlq_prefix, key, to, now, by, note)
+local function change_state(dead_letters, key, from, to, now, by, note)
+  redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. from, -1)
+  add_history(dead_letters, key, to, now, by, note)
 end

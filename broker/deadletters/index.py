@@ -13,22 +13,31 @@ from typing import Any
 
 import redis
 
-from ..ownership import as_text
-from .gate import REASONS
-from .keys import BrokerKeys
+from ...ownership import as_text
+from ..codes import REASONS
+from ..keys import BrokerKeys
 
+MAX_LIMIT = 1000      # letters per page (and per drain read)
 WALK_FACTOR = 20      # several filters: at most WALK_FACTOR * limit letters examined per page
 FILTER_NAMES = {"reason": "reason", "sk": "session_key", "tool": "tool"}
 
 Ids = tuple[list[str], str | None]   # letter ids, newest first, and the cursor after them
 
 
-
+# The argument checks of listing, purge and drain: what a caller may name and for how long.
 def check_name(field: str, value: object, limit: int = 512) -> str:
     if not isinstance(value, str) or not value or len(value) > limit:
         raise ValueError(f"{field} must be a non-empty str of at most {limit} chars, "
                          f"got {value!r:.80}")
     return value
+
+
+def check_seconds(name: str, value: object, *, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} seconds, got {value}")
+    return float(value)
 
 
 class LetterIndex:
@@ -42,7 +51,7 @@ class LetterIndex:
         if reason is not None and reason not in REASONS:
             raise ValueError(f"reason must be one of {', '.join(REASONS)}; got {reason!r}")
         given = (("reason", reason), ("sk", session_key), ("tool", tool))
-        return [self.keys.dlq_index(f, check_name(FILTER_NAMES[f], v))
+        return [self.keys.dead_letter_index(f, check_name(FILTER_NAMES[f], v))
                 for f, v in given if v is not None]
 
     def select(self, indexes: list[str], low: int | None, high: int | None, limit: int,
@@ -64,8 +73,9 @@ class LetterIndex:
     def _from_stream(self, low: int | None, high: int | None, limit: int,
                      pos: str | None) -> Ids:
         top = f"({pos}" if pos else ("+" if high is None else str(high))
-        rows: Any = self.client.xrevrange(self.keys.dlq, max=top,
-                                          min="-" if low is None else str(low), count=limit + 1)
+        rows: Any = self.client.xrevrange(self.keys.dead_letters, max=top,
+                                          min="-" if low is None else str(low),
+                                          count=limit + 1)
         ids = [as_text(entry_id) for entry_id, _ in rows]
         return ids[:limit], ("s:" + ids[limit - 1] if len(ids) > limit else None)
 

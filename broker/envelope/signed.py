@@ -34,12 +34,13 @@ from typing import Any, ClassVar
 
 import msgpack  # type: ignore[import-untyped]
 
-from ..ownership import check_run_id, check_session_key
+from ...ownership import check_run_id, check_session_key
+from .args import digest_args
+from .errors import RAW_CAP, BadSignature, InvalidField, MalformedEnvelope
 
 VERSION = 1
 MIN_SECRET_BYTES = 16
 MAX_WIRE_BYTES = 4096
-RAW_CAP = 2048
 MAX_TOOL_BYTES = 64
 MAX_INT = 2**63 - 1  # Redis integers are signed 64-bit
 
@@ -64,81 +65,6 @@ _TOOL = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TOOL_BYTES}}}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class EnvelopeError(ValueError):
-    """An envelope that must not be delivered; the gate quarantines it under ``reason``.
-
-    ``raw`` is the input, cut to at most ``RAW_CAP`` bytes (or the cap given to ``decode``);
-    ``size`` is the length of the whole input. ``claimed`` holds the fields by name (as
-    ``Envelope.to_dict``) when they passed every check but the signature, else it is empty.
-    """
-
-    reason: ClassVar[str] = "malformed"
-
-    def __init__(self, message: str, raw: bytes, *, raw_cap: int = RAW_CAP) -> None:
-        super().__init__(message)
-        self.raw = bytes(raw[:raw_cap])
-        self.size = len(raw)
-        self.claimed: dict[str, object] = {}
-
-
-class MalformedEnvelope(EnvelopeError):
-    """Not a well-formed version 1 envelope. ``field`` names the culprit when there is one."""
-
-    reason: ClassVar[str] = "malformed"
-
-    def __init__(self, message: str, raw: bytes, *, field: str | None = None,
-                 raw_cap: int = RAW_CAP) -> None:
-        super().__init__(message, raw, raw_cap=raw_cap)
-        self.field = field
-
-
-class BadSignature(EnvelopeError):
-    """Every field is valid but no configured secret produces its signature.
-
-    ``claimed`` holds the decoded fields: well formed but unverified, for forensics only.
-    """
-
-    reason: ClassVar[str] = "bad_signature"
-
-    def __init__(self, message: str, raw: bytes, claimed: Envelope, *,
-                 raw_cap: int = RAW_CAP) -> None:
-        super().__init__(message, raw, raw_cap=raw_cap)
-        self.claimed = claimed.to_dict()
-
-
-class _Invalid(ValueError):
-    """A field check failed; ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def digest_args(task_args: Mapping[str, Any]) -> str:
-    """Hex sha256 of the canonical msgpack of ``task_args``: map keys sorted, tuples as lists.
-
-    The worker recomputes it from the args it received to prove they are the ones the run
-    signed for. JSON-native values (str, int, float, bool, None, lists, str-keyed dicts) survive
-    a JSON round trip with the same digest.
-    """
-    try:
-        packed = msgpack.packb(_canonical(task_args), use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"task_args is not msgpack-encodable: {exc}") from exc
-    return hashlib.sha256(packed).hexdigest()
-
-
-def _canonical(value: object) -> object:
-    if isinstance(value, Mapping):
-        # Sort by the packed key so any msgpack-able key type has one order.
-        items = [(_canonical(k), _canonical(v)) for k, v in value.items()]
-        items.sort(key=lambda kv: bytes(msgpack.packb(kv[0], use_bin_type=True)))
-        return dict(items)
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
-
-
 def check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
     """The secrets as a list, current first; ValueError if none or one is too short."""
     secrets = [secret] if isinstance(secret, bytes | bytearray) else list(secret)
@@ -156,7 +82,7 @@ def _check_id(field: str, check: Callable[[object], str], value: str) -> None:
         # keys' messages start with their own field name; we reuse its rules for other ids.
         head, _, rest = str(exc).partition(" ")
         message = f"{field} {rest}" if head in ("run_id", "session_key") else f"{field}: {exc}"
-        raise _Invalid(field, message) from exc
+        raise InvalidField(field, message) from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,27 +114,27 @@ class Envelope:
             value = getattr(self, name)
             # type() is not isinstance(): a bool is an int to Python but not to us.
             if type(value) is not expected:
-                raise _Invalid(name, f"{name} must be {expected.__name__}, "
+                raise InvalidField(name, f"{name} must be {expected.__name__}, "
                                      f"not {type(value).__name__}")
         if self.v != VERSION:
-            raise _Invalid("v", f"unknown envelope version {self.v}; this code reads {VERSION}")
+            raise InvalidField("v", f"unknown envelope version {self.v}; this code reads {VERSION}")
         _check_id("callback_id", check_run_id, self.callback_id)
         _check_id("session_key", check_session_key, self.session_key)
         _check_id("run_id", check_run_id, self.run_id)
         _check_id("task_id", check_run_id, self.task_id)
         if not _TOOL.fullmatch(self.tool):
-            raise _Invalid("tool", f"tool must be 1..{MAX_TOOL_BYTES} bytes of [A-Za-z0-9_.:-]")
+            raise InvalidField("tool", f"tool must be 1..{MAX_TOOL_BYTES} bytes of [A-Za-z0-9_.:-]")
         if not _HEX_SHA256.fullmatch(self.args_digest):
-            raise _Invalid("args_digest", "args_digest must be 64 lowercase hex digits")
+            raise InvalidField("args_digest", "args_digest must be 64 lowercase hex digits")
         for name in ("fence", "submitted_at_ms", "deadline_at_ms"):
             value = getattr(self, name)
             low = 1 if name == "fence" else 0
             if not low <= value <= MAX_INT:
-                raise _Invalid(name, f"{name} must be in [{low}, 2**63-1], not {value}")
+                raise InvalidField(name, f"{name} must be in [{low}, 2**63-1], not {value}")
         if self.deadline_at_ms < self.submitted_at_ms:
-            raise _Invalid("deadline_at_ms", "deadline_at_ms is before submitted_at_ms")
+            raise InvalidField("deadline_at_ms", "deadline_at_ms is before submitted_at_ms")
         if len(self.sig) != hashlib.sha256().digest_size:
-            raise _Invalid("sig", f"sig must be 32 bytes, not {len(self.sig)}")
+            raise InvalidField("sig", f"sig must be 32 bytes, not {len(self.sig)}")
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in WIRE_KEYS)
@@ -303,7 +229,7 @@ class Envelope:
                 raise malformed(f"missing field {name} (key {key!r})", name)
         try:
             envelope = cls(**{_FIELDS_BY_WIRE_KEY[key]: value for key, value in data.items()})
-        except _Invalid as exc:
+        except InvalidField as exc:
             raise malformed(str(exc), exc.field) from exc
         return envelope._verified(secrets, raw, raw_cap)
 

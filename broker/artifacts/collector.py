@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
 import redis
 
-from ..ownership import glob_escape, unavailable_as_error
-from .artifacts import ArtifactStore, collect
-from .keys import INBOX, BrokerKeys
+from ...ownership import glob_escape, unavailable_as_error
+from ..keys import INBOX, BrokerKeys
+from ..records import ref_digests
+from .store import ArtifactStore, collect
 
 SCAN_COUNT = 500
 INBOX_PAGE = 200   # entries per XRANGE: an inbox's bodies can be large
@@ -27,12 +27,13 @@ def referenced_digests(client: redis.Redis, keys: BrokerKeys) -> set[str]:
     with unavailable_as_error():
         # letters before inboxes: a replay copies a letter's references into an inbox before
         # a discard can drop them, so whatever a letter loses meanwhile is in an inbox read later
-        for batch in _scan(client, keys.letter("*"), "hash", escape=len(keys.letter(""))):
+        for batch in _scan(client, keys.dead_letter("*"), "hash",
+                           escape=len(keys.dead_letter(""))):
             pipe = client.pipeline(transaction=False)
             for key in batch:
                 pipe.hget(key, "arts")
             for key, raw in zip(batch, pipe.execute(), strict=True):
-                found |= _digests(raw, key)
+                found |= ref_digests(raw, key)
         inboxes = glob_escape(keys.namespace) + ":{*}:run:*" + INBOX
         for batch in _scan(client, inboxes, "stream"):
             for key in batch:
@@ -66,19 +67,8 @@ def _inbox_digests(client: redis.Redis, key: str) -> set[str]:
     while True:
         rows: Any = client.xrange(key, min=after, count=INBOX_PAGE)
         for entry_id, fields in rows:
-            found |= _digests(fields.get(b"arts", fields.get("arts")), key)
+            found |= ref_digests(fields.get(b"arts", fields.get("arts")), key)
             after = "(" + (entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
         if len(rows) < INBOX_PAGE:
             return found
 
-
-def _digests(raw: bytes | str | None, key: str) -> set[str]:
-    """The digests in a msgpack list of artifact ref dicts. Unreadable references stop the
-    collection: deleting what they might name could lose an artifact still in use."""
-    if not raw:
-        return set()
-    try:
-        items = msgpack.unpackb(raw if isinstance(raw, bytes) else raw.encode(), raw=False)
-        return {str(item["digest"]) for item in items}
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-        raise ValueError(f"unreadable artifact references in {key}; nothing collected") from exc

@@ -1,0 +1,102 @@
+"""Draining dead letters: hand each quarantined letter to a handler, then archive it, with a
+Redis consumer group on the dead-letter stream remembering progress across crashes.
+
+Its own module because it is the one part of the dead letters with a protocol of its own
+(XREADGROUP, XAUTOCLAIM, acknowledgement inside archive-2.lua); ``DeadLetters.drain`` calls it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from ...ownership import as_text, unavailable_as_error
+from ..codes import QUARANTINED
+from .index import MAX_LIMIT, check_name, check_seconds
+from .letter import DeadLetter, load_letters
+
+if TYPE_CHECKING:
+    from .store import DeadLetters
+
+Handler = Callable[[DeadLetter], None]
+
+
+def drain(letters: DeadLetters, handler: Handler, reason: str | None, consumer: str | None,
+          group: str, batch: int, claim_idle: float, by: str) -> int:
+    """``DeadLetters.drain``: the arguments are checked here, the docstring is there."""
+    if reason is not None:
+        letters.index.index_keys(reason, None, None)
+        group = f"{group}:{reason}"
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_LIMIT:
+        raise ValueError(f"batch must be an int in 1..{MAX_LIMIT}, got {batch!r}")
+    idle_ms = int(check_seconds("claim_idle", claim_idle, positive=False) * 1000)
+    consumer = check_name("consumer", consumer or f"{socket.gethostname()}-{os.getpid()}")
+    return _Drain(letters, group, consumer, batch, reason, check_name("by", by, 200)).run(
+        handler, idle_ms)
+
+
+class _Drain:
+    """One drain call: the group, the consumer and the filter every step shares."""
+
+    def __init__(self, letters: DeadLetters, group: str, consumer: str, batch: int,
+                 reason: str | None, by: str) -> None:
+        self.client: redis.Redis = letters.client
+        self.letters = letters
+        self.stream = letters.keys.dead_letters
+        self.group, self.consumer, self.batch, self.reason, self.by = (group, consumer, batch,
+                                                                        reason, by)
+
+    def run(self, handler: Handler, idle_ms: int) -> int:
+        handled = 0
+        with unavailable_as_error():
+            self._join(idle_ms)
+            for position in ("0", ">"):  # our pending entries first (in order), then new ones
+                after = position
+                while entries := self._read(after):
+                    for letter_id, letter in entries:
+                        handled += self._settle(letter_id, letter, handler)
+                    after = entries[-1][0] if position == "0" else ">"
+        return handled
+
+    def _join(self, idle_ms: int) -> None:
+        """Create the group if need be; take over entries others left pending too long."""
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        start = "0-0"
+        while True:  # XAUTOCLAIM pages like SCAN; claimed entries join our own pending list
+            reply = self.client.xautoclaim(self.stream, self.group, self.consumer, idle_ms,
+                                           start, count=self.batch)
+            start = as_text(reply[0])
+            if start == "0-0":
+                return
+
+    def _read(self, position: str) -> list[tuple[str, DeadLetter | None]]:
+        reply: Any = self.client.xreadgroup(self.group, self.consumer, {self.stream: position},
+                                            count=self.batch)
+        ids = [as_text(entry_id) for _, items in reply or [] for entry_id, _ in items]
+        found = {letter.id: letter for letter in load_letters(self.client, self.letters.keys,
+                                                               ids)}
+        return [(letter_id, found.get(letter_id)) for letter_id in ids]
+
+    def _settle(self, letter_id: str, letter: DeadLetter | None, handler: Handler) -> int:
+        if letter is None or letter.state != QUARANTINED or self.reason not in (None,
+                                                                               letter.reason):
+            self.client.xack(self.stream, self.group, letter_id)  # not ours to hand over
+            return 0
+        try:
+            handler(letter)
+        except Exception as exc:
+            exc.add_note(f"dead-letter drain stopped at {letter_id}; it stays pending in "
+                         f"{self.group}")
+            raise
+        # archived and acknowledged together: a crash before this hands the letter over again
+        self.letters.scripts("archive", [self.stream, self.letters.keys.dead_letter(letter_id)],
+                             [self.group, letter_id, self.by, self.consumer])
+        return 1

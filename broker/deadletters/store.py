@@ -1,0 +1,229 @@
+"""``DeadLetters``: the operator's API over every callback that could not be delivered, kept
+with its reason and history: list, show, replay, discard, purge, sweep, drain, stats.
+
+Layout (see includes/deadLetter.lua): the stream <ns>:dlq orders letters by arrival, the hash
+<ns>:dlq:letter:<id> holds each letter, <ns>:dlq:idx:{reason,sk,tool}:<value> index them
+(sorted sets scored by quarantine ms). A letter is *held* (in the stream and indexes) while
+quarantined, redelivered or archived; expired and discarded ones are tombstones: record and
+history only, kept for max-age. Every state change is one Lua script on Redis server time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+
+from ...ownership import (
+    ErrorCode,
+    Scripts,
+    as_text,
+    glob_escape,
+    server_time_ms,
+    unavailable_as_error,
+)
+from ..codes import REASONS, REPLAY_REFUSALS, STATES
+from ..keys import BrokerKeys
+from ..settings import Settings
+from . import drain as draining
+from .index import MAX_LIMIT, LetterIndex, check_name, check_seconds
+from .letter import (
+    DeadLetter,
+    LetterGone,
+    LetterNotFound,
+    Page,
+    ReplayRefused,
+    ReplayResult,
+    RunRef,
+    Stats,
+    load_letters,
+)
+
+PURGE_BATCH = 500     # letters per purge script call
+SWEEP_BATCH = 200     # tombstones per sweep script call: bounds how long Redis is busy
+
+# DeadLetters has a method named ``list``, which hides the builtin in its class body: its
+# annotations use this alias, made out here where ``list`` is still the builtin.
+LetterIds = list[str]
+
+
+class DeadLetters:
+    def __init__(self, client: redis.Redis, keys: BrokerKeys, scripts: Scripts,
+                 settings: Settings) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = scripts
+        self.settings = settings
+        self.index = LetterIndex(client, keys)
+
+    @property
+    def _keep_ms(self) -> int:
+        return int(self.settings.dlq_max_age * 1000)
+
+    def get(self, dead_letter_id: str) -> DeadLetter:
+        with unavailable_as_error():
+            raw = self.client.hgetall(self.keys.dead_letter(dead_letter_id))
+        if not raw:
+            raise LetterNotFound(dead_letter_id)
+        return DeadLetter.from_hash(raw)
+
+    def count(self) -> int:
+        """Letters in the stream (tombstones are not counted)."""
+        with unavailable_as_error():
+            return int(self.client.xlen(self.keys.dead_letters))
+
+    def server_time_ms(self) -> int:
+        return server_time_ms(self.client)
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def list(self, reason: str | None = None, session_key: str | None = None,
+             tool: str | None = None, since: float | None = None,
+             newer_than: float | None = None, limit: int = 50,
+             cursor: str | None = None) -> Page:
+        """Held letters (quarantined, redelivered, archived), newest first.
+
+        ``since`` is an epoch time in seconds, ``newer_than`` seconds before Redis' now (give
+        one). No filter reads the stream; one of reason / session_key / tool reads that index;
+        several walk the smallest index and check the others, examining at most
+        ``index.WALK_FACTOR * limit`` letters per call: such a page may hold fewer than
+        ``limit`` letters, even none, and still carry a cursor. Each call costs a fixed number
+        of Redis commands whatever the number of letters.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be an int in 1..{MAX_LIMIT}, got {limit!r}")
+        indexes = self.index.index_keys(reason, session_key, tool)
+        low = self._low_ms(since, newer_than)
+        with unavailable_as_error():
+            ids, nxt = self.index.select(indexes, low, None, limit, cursor)
+        return Page(load_letters(self.client, self.keys, ids), nxt)
+
+    def _low_ms(self, since: float | None, newer_than: float | None) -> int | None:
+        if since is not None and newer_than is not None:
+            raise ValueError("give since or newer_than, not both")
+        if since is not None:
+            return int(check_seconds("since", since, positive=False) * 1000)
+        if newer_than is not None:
+            return self.server_time_ms() - int(check_seconds("newer_than", newer_than) * 1000)
+        return None
+
+    # -- state changes -------------------------------------------------------------------------
+
+    def replay(self, dead_letter_id: str, to: RunRef, by: str = "api") -> ReplayResult:
+        """Append a quarantined letter to ``to``'s inbox as role=tool, kind=recovered, with
+        provenance naming the letter and its original run. Only into a live or parked run of
+        the letter's session key; only once. ``ReplayRefused`` says why not."""
+        k, sk, run_id = self.keys, to.session_key, to.run_id
+        keys = [k.dead_letters, k.dead_letter(dead_letter_id), k.run(sk, run_id),
+                k.inbox(sk, run_id), k.resume(sk, run_id)]
+        with unavailable_as_error():
+            reply = self.scripts("replay", keys, [dead_letter_id, sk, run_id,
+                                                  check_name("by", by, 200)])
+        code = int(reply[0])
+        if code != 0:
+            raise ReplayRefused(dead_letter_id, REPLAY_REFUSALS[ErrorCode(code)],
+                                as_text(reply[1]))
+        return ReplayResult(dead_letter_id, sk, run_id, as_text(reply[1]), int(reply[2]),
+                            as_text(reply[3]) == "parked")
+
+    def discard(self, dead_letter_id: str, by: str = "api", note: str = "") -> str:
+        """Make a letter a 'discarded' tombstone (history kept, payload dropped); returns the
+        state it had. ``LetterNotFound`` for an unknown id, ``LetterGone`` for a tombstone."""
+        keys = [self.keys.dead_letters, self.keys.dead_letter(dead_letter_id)]
+        with unavailable_as_error():
+            reply = self.scripts("discard", keys, [dead_letter_id, check_name("by", by, 200),
+                                                   self._keep_ms, note])
+        code, state = int(reply[0]), as_text(reply[1])
+        if code == ErrorCode.LETTER_NOT_FOUND:
+            raise LetterNotFound(dead_letter_id)
+        if code == ErrorCode.LETTER_GONE:
+            raise LetterGone(dead_letter_id, state)
+        return state
+
+    def purge(self, reason: str | None = None, older_than: float | None = None,
+              session_key: str | None = None, tool: str | None = None,
+              dry_run: bool = False, by: str = "api") -> LetterIds:
+        """Discard every held letter that matches (all given filters; ``older_than`` in
+        seconds before Redis' now), in batches of PURGE_BATCH. Returns the ids discarded, or
+        with ``dry_run`` the ids that would be, changing nothing."""
+        indexes = self.index.index_keys(reason, session_key, tool)
+        age_ms = (None if older_than is None
+                  else int(check_seconds("older_than", older_than) * 1000))
+        high = None if age_ms is None else self.server_time_ms() - age_ms
+        args = [check_name("by", by, 200), self._keep_ms, "" if age_ms is None else age_ms,
+                reason or "", session_key or "", tool or ""]
+        done: LetterIds = []
+        cursor: str | None = None
+        while True:
+            with unavailable_as_error():
+                ids, cursor = self.index.select(indexes, None, high, PURGE_BATCH, cursor)
+            if dry_run:
+                done += ids
+            elif ids:
+                with unavailable_as_error():
+                    reply = self.scripts("purge", [self.keys.dead_letters], [*args, *ids])
+                done += [as_text(letter_id) for letter_id in reply]
+            if cursor is None:
+                return done
+
+    def sweep(self, limit: int = 1000) -> int:
+        """Retention now: tombstone letters past max age or beyond max count, oldest first, at
+        most ``limit`` in script calls of at most SWEEP_BATCH. Returns how many. Cheap when
+        nothing is due, so it can run often (the gate also sweeps on every quarantine)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        done = 0
+        s = self.settings
+        while done < limit:
+            with unavailable_as_error():
+                count, more = self.scripts("sweep", [self.keys.dead_letters],
+                                           [self._keep_ms, s.dlq_max_len,
+                                            min(SWEEP_BATCH, limit - done)])
+            done += int(count)
+            if not int(more):
+                break
+        return done
+
+    def drain(self, handler: Callable[[DeadLetter], None], reason: str | None = None,
+              consumer: str | None = None, group: str = "drain", batch: int = 100,
+              claim_idle: float = 300.0, by: str = "api") -> int:
+        """Hand each quarantined letter to ``handler`` in stream order, then archive and
+        acknowledge it in one step. Returns how many were handled.
+
+        A consumer group on the stream remembers progress: a crash loses nothing and repeats
+        at most the letter in flight. This consumer's own pending letters come first, after
+        claiming those other consumers left pending longer than ``claim_idle`` seconds (a
+        consumer holds a whole read ``batch``). A handler exception stops the drain and
+        leaves its letter pending. With ``reason`` the group is ``<group>:<reason>``, so
+        letters of other reasons stay for other drains. Letters already redelivered,
+        archived or gone are acknowledged and skipped.
+        """
+        return draining.drain(self, handler, reason, consumer, group, batch, claim_idle, by)
+
+    # -- figures -------------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """Counts by reason, tool and state, and the age of the oldest held letter. The tools
+        come from a SCAN over the tool indexes: an operator's call, not a hot path."""
+        k = self.keys
+        with unavailable_as_error():
+            tools = sorted({as_text(key) for key in self.client.scan_iter(
+                match=glob_escape(k.dead_letter_index("tool", "")) + "*", count=500,
+                _type="zset")})
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(k.dead_letter_stats)
+            pipe.xlen(k.dead_letters)
+            pipe.time()
+            pipe.xrange(k.dead_letters, count=1)
+            for key in (*(k.dead_letter_index("reason", r) for r in REASONS), *tools):
+                pipe.zcard(key)
+            raw, held, (secs, micros), first, *cards = pipe.execute()
+        counters = {as_text(key): int(v) for key, v in raw.items()}
+        now = int(secs) * 1000 + int(micros) // 1000
+        oldest = (now - int(as_text(first[0][0]).split("-")[0])) / 1000 if first else None
+        prefix = len(k.dead_letter_index("tool", ""))
+        by_reason = dict(zip(REASONS, cards, strict=False))
+        by_tool = {key[prefix:]: n for key, n in zip(tools, cards[len(REASONS):], strict=True)}
+        return Stats(counters, int(held), {r: n for r, n in by_reason.items() if n},
+                     {t: n for t, n in by_tool.items() if n},
+                     {s: counters.get(f"state:{s}", 0) for s in STATES}, oldest)

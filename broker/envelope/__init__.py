@@ -1,0 +1,33 @@
+"""The envelope: who a background result belongs to, signed. ``signed`` holds the format and
+the signature, ``errors`` what can be wrong with one, ``args`` the digest of the task
+arguments it signs. Import from here.
+"""
+
+from .args import digest_args
+from .errors import RAW_CAP, BadSignature, EnvelopeError, MalformedEnvelope
+from .signed import (
+    MAX_TOOL_BYTES,
+    MAX_WIRE_BYTES,
+    MIN_SECRET_BYTES,
+    VERSION,
+    WIRE_KEYS,
+    Envelope,
+    VerifiedEnvelope,
+    check_secrets,
+)
+
+__all__ = [
+    "MAX_TOOL_BYTES",
+    "MAX_WIRE_BYTES",
+    "MIN_SECRET_BYTES",
+    "RAW_CAP",
+    "VERSION",
+    "WIRE_KEYS",
+    "BadSignature",
+    "Envelope",
+    "EnvelopeError",
+    "MalformedEnvelope",
+    "VerifiedEnvelope",
+    "check_secrets",
+    "digest_args",
+]
