@@ -26,6 +26,7 @@ from .deadletters import (
     Stats,
 )
 from .envelope import (
+    MIN_SECRET_BYTES,
     BadSignature,
     Envelope,
     EnvelopeError,
@@ -50,6 +51,7 @@ __all__ = [
     "Admission",
     "BadSignature",
     "Envelope",
+    "MIN_SECRET_BYTES",
     "EnvelopeError",
     "Gate",
     "KINDS",

@@ -31,9 +31,9 @@ from ..ownership import (
 from .deadletters import DeadLetters
 from .envelope import Envelope, check_secrets
 from .gate import Gate
-from .records import pack_body
 from .inbox import Inbox
 from .keys import RUN_COMPANIONS, BrokerKeys
+from .records import pack_body
 from .settings import Settings
 from .transport import Route, Transport, routes
 

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..broker import MIN_SECRET_BYTES, Envelope
+
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
 
 
@@ -83,8 +85,11 @@ class WorkerConfig:
             for name, value in (("LEASEGATE_SECRET", self.secret),
                                 *(("LEASEGATE_PREVIOUS_SECRETS", old)
                                   for old in self.previous_secrets)):
-                if len(value) < 16:
-                    raise ConfigError(f"{name} must be at least 16 bytes")
+                try:
+                    Envelope.verify_secret_length(value)  # the one rule, the envelope's
+                except ValueError:
+                    raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes") \
+                        from None
             return [self.secret, *self.previous_secrets]
         if self.insecure_dev:
             return [INSECURE_DEV_SECRET]
