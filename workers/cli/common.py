@@ -33,6 +33,25 @@ class Group(click.Group):
             fail(str(exc))
 
 
+class ReasonOption(click.Option):
+    """``--reason``, whose help lists the dead-letter reasons: read from the broker only when
+    help is shown, because every ``celery`` invocation imports this module."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from ...broker import REASONS
+
+        self.help = "only letters with this reason: " + ", ".join(REASONS)
+        return super().get_help_record(ctx)
+
+
+def check_reason(reason: str | None) -> None:
+    """A clear usage error for an unknown reason, before any Redis call."""
+    from ...broker import REASONS
+
+    if reason is not None and reason not in REASONS:
+        raise click.UsageError(f"--reason must be one of {', '.join(REASONS)}")
+
+
 def parse_duration(text: str, option: str) -> float:
     """'90s', '30m', '2h', '7d', '1d12h' -> seconds."""
     parts = DURATION.findall(text.strip().lower())

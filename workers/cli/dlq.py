@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import click
 from celery.bin.base import CeleryCommand
 
-from ...broker import REASONS
 from .common import (
     Group,
+    ReasonOption,
     age,
+    check_reason,
     client_for,
     confirm,
     emit_json,
@@ -87,7 +88,7 @@ def dlq() -> None:
 
 
 @dlq.command(name="ls", cls=CeleryCommand)
-@click.option("--reason", help=", ".join(REASONS))
+@click.option("--reason", cls=ReasonOption)
 @click.option("--session", "session_key", help="only this session key")
 @click.option("--tool", help="only this tool")
 @click.option("--since", help="only letters younger than this: 90s, 30m, 2h, 7d")
@@ -248,8 +249,7 @@ def drain(ctx: click.Context, to_dir: Path, reason: str | None, dry_run: bool,
     DIR/manifest.jsonl gets one JSON line per letter and DIR/images/ the images. Interrupted,
     it re-runs cleanly: nothing acknowledged is exported twice, nothing is lost.
     """
-    if reason is not None and reason not in REASONS:
-        raise click.UsageError(f"--reason must be one of {', '.join(REASONS)}")
+    check_reason(reason)
     client = client_for(ctx)
     stats = client.dead_letters.stats()
     todo = stats.by_state.get("quarantined", 0)
