@@ -169,6 +169,8 @@ def test_owned_task_tool_defaults_to_the_names_last_part() -> None:
     named = owned_task(app, name="bench.owned_noop", tool="noop")(work)
     assert isinstance(default, OwnedTask) and default.tool_name == "image_generate"
     assert named.tool_name == "noop"
+    with pytest.raises(ValueError, match="tool must be a non-empty string"):
+        owned_task(app, name="x.y", tool="")
 
 
 # -- path 13: deadlines longer than the workers allow -------------------------------------

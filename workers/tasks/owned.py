@@ -240,5 +240,7 @@ def owned_task(app: Celery, *, tool: str | None = None,
     ``image_generate``). Envelopes for any other tool are quarantined, never run.
     """
     if tool is not None:
+        if not isinstance(tool, str) or not tool:
+            raise ValueError(f"tool must be a non-empty string (the envelopes' tool), got {tool!r}")
         options["tool"] = tool
     return app.task(base=OwnedTask, **options)  # type: ignore[no-any-return]
