@@ -72,7 +72,7 @@ def owned_noop(ctx: OwnedContext, **_: Any) -> OwnedResult:
     return OwnedResult(payload={})
 
 
-owned_task(owned, name=OWNED_TASK)(owned_noop)
+owned_task(owned, name=OWNED_TASK, tool="noop")(owned_noop)  # e2e.py submits "noop"
 
 
 chaos = Celery("leasegate-chaos", broker=config.broker_url, set_as_current=False)

@@ -7,9 +7,11 @@ from __future__ import annotations
 from ..ownership import ErrorCode
 
 # Why the gate quarantined a callback. The first five come from an envelope that was read and
-# verified (its run was gone or late); the last two from bytes that never became one.
+# verified (its run was gone or late); malformed and bad_signature from bytes that never became
+# one; deadline_too_long from a worker that refused a verified envelope's deadline.
 REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
-           "malformed", "bad_signature")
+           "malformed", "bad_signature",
+           "deadline_too_long")
 
 # What a worker delivers: a result, or the error that stopped it.
 KINDS = ("result", "error")

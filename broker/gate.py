@@ -14,7 +14,7 @@ import redis
 
 from ..ownership import Scripts, as_text, unavailable_as_error
 from .artifacts import ArtifactRef
-from .codes import KINDS
+from .codes import KINDS, REASONS
 from .envelope import (
     RAW_CAP,
     BadSignature,
@@ -100,6 +100,21 @@ class Gate:
             return self.quarantine_raw(wire, exc)
         return self._deliver(env, kind, body, refs)
 
+    def refuse(self, envelope: Envelope, reason: str, detail: str) -> Verdict:
+        """Quarantine ``envelope``'s callback for a worker's own ``reason`` (one of REASONS,
+        e.g. deadline_too_long), whatever its owner's state; a callback that already has a
+        verdict keeps it. The letter's body is ``{"error": reason, "detail": detail}``."""
+        if reason not in REASONS:
+            raise ValueError(f"reason must be one of {', '.join(REASONS)}; got {reason!r}")
+        body = pack_body("result", {"error": reason, "detail": detail[:1024]},
+                         self.settings.max_result_bytes)
+        try:
+            env = envelope.verify(self.secrets)
+        except EnvelopeError as exc:
+            return self.quarantine_raw(envelope.encode(), exc)
+        return self._deliver(env, "error", body, pack_body("artifacts", [], 16),
+                             refusal=(reason, detail[:1024]))
+
     def check(self, env: Envelope) -> Admission:
         """Would ``env``'s callback be delivered now? ``repeat``: it already has a verdict."""
         keys = [self.keys.run(env.session_key, env.run_id),
@@ -117,7 +132,8 @@ class Gate:
             raise BadSignature("task arguments do not match the envelope's digest", wire, env)
         return env
 
-    def _deliver(self, env: Envelope, kind: str, body: bytes, refs: bytes) -> Verdict:
+    def _deliver(self, env: Envelope, kind: str, body: bytes, refs: bytes,
+                 refusal: tuple[str, str] = ("", "")) -> Verdict:
         sk, run_id = env.session_key, env.run_id
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
@@ -125,7 +141,8 @@ class Gate:
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
-                int(s.dlq_max_age * 1000), s.dlq_max_len, s.dlq_body_cap, k.run_prefix(sk)]
+                int(s.dlq_max_age * 1000), s.dlq_max_len, s.dlq_body_cap, k.run_prefix(sk),
+                *refusal]
         with unavailable_as_error():
             reply = self.scripts("deliver", keys, args)
         verdict = self._verdict(reply, env.callback_id, sk, run_id)

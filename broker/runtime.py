@@ -37,8 +37,6 @@ from .records import pack_body
 from .settings import Settings
 from .transport import Route, Transport, routes
 
-MAX_DEADLINE = 7 * 86400.0
-
 
 @dataclass(frozen=True)
 class ReleaseReport:
@@ -54,8 +52,10 @@ class ReleaseReport:
         return self.status.state
 
 
-def check_deadline(deadline: object) -> None:
-    check_seconds("deadline", deadline, MAX_DEADLINE)
+def check_deadline(deadline: object, maximum: float) -> None:
+    """A deadline within the deployment's maximum (``Settings.max_deadline``): a worker
+    refuses longer ones, so say so before anything is sent."""
+    check_seconds("deadline", deadline, maximum)
 
 
 class Client:
@@ -142,7 +142,7 @@ class Run:
                  deadline: float = 600.0, callback_id: str | None = None,
                  task_id: str | None = None) -> Envelope:
         """A signed envelope for one background call; its deadline is counted on server time."""
-        check_deadline(deadline)
+        check_deadline(deadline, self.client.settings.max_deadline)
         return self._sign(tool, task_args, deadline, callback_id or uuid.uuid4().hex, task_id,
                           self.client.server_time_ms())
 
@@ -177,7 +177,7 @@ class Run:
         if tool not in self.client.tasks:
             raise ValueError(f"tool {tool!r} has no task; known: {sorted(self.client.tasks)}")
         route = self.client.tasks[tool]
-        check_deadline(deadline)
+        check_deadline(deadline, self.client.settings.max_deadline)
         callback_id = uuid.uuid4().hex
         keys = self.client.keys
         pending = keys.pending(self.session_key, self.run_id)

@@ -18,9 +18,10 @@ class Settings:
     max_prompt_bytes: int = 256 * 1024
     max_ttl: float = 3600.0
     max_park: float = DAY
+    max_deadline: float = 7 * DAY          # an owned task's deadline; workers may allow less
 
     def __post_init__(self) -> None:
-        for name in ("retention", "dlq_max_age", "max_ttl", "max_park"):
+        for name in ("retention", "dlq_max_age", "max_ttl", "max_park", "max_deadline"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         for name in ("dlq_max_len", "dlq_body_cap", "max_envelope_bytes", "max_result_bytes",

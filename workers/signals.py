@@ -10,8 +10,9 @@ from typing import Any
 from celery.signals import task_revoked, worker_ready
 
 from ..broker import HEADER, EnvelopeError, wire_from_header
+from ..ownership import RegistryUnavailable
 from .config import WorkerConfig
-from .tasks import OwnedTask, WorkerRuntime
+from .tasks import OwnedTask, WorkerRuntime, patiently
 
 log = logging.getLogger("leasegate.workers")
 
@@ -35,15 +36,25 @@ def quarantine_revoked(sender: Any = None, request: Any = None, **_: Any) -> Non
     value = getattr(request, HEADER, None) or (getattr(request, "headers", None) or {}).get(HEADER)
     if value is None:
         return
-    runtime = WorkerRuntime.for_app(sender.app)
     wire = wire_from_header(value)
+    task_id = getattr(request, "id", None)
     try:
-        env = runtime.gate.open(wire)
-    except EnvelopeError as exc:
-        runtime.gate.quarantine_raw(wire, exc)
+        # Celery acked the message already: this is the callback's only chance, so it waits
+        # out a Redis outage like every other verdict
+        runtime = WorkerRuntime.for_app(sender.app)
+        try:
+            env = runtime.gate.open(wire)
+        except EnvelopeError as exc:
+            error = exc
+            patiently(lambda: runtime.gate.quarantine_raw(wire, error))
+            return
+        verdict = patiently(lambda: runtime.gate.deliver(
+            env, {"error": "cancelled", "reason": "revoked"}, kind="error"))
+    except RegistryUnavailable as exc:
+        log.error("LOST VERDICT: revoked task %s (%s) could not be quarantined, Redis stayed "
+                  "unavailable (%s); its callback stays pending until the reaper gives it a "
+                  "no_verdict dead letter after its deadline", task_id, sender.name, exc)
         return
-    verdict = runtime.gate.deliver(env, {"error": "cancelled", "reason": "revoked"},
-                                   kind="error")
     log.info("revoked callback %s: %s", env.callback_id, verdict.reason or "delivered")
 
 

@@ -19,11 +19,14 @@
     ARGV[11] deadline (ms, server time)                   ARGV[12] memo ttl (ms)
     ARGV[13] dead-letter max age (ms)                     ARGV[14] dead-letter max count
     ARGV[15] largest body kept in a dead letter (bytes)   ARGV[16] run key prefix <ns>:{<sk>}:run:
+    ARGV[17] refusal reason (optional; '' or absent: the gate's rule decides)
+    ARGV[18] refusal detail (optional): with a reason, quarantine whatever the owner's state
 
   Output: {delivered 1|0, reason, entry id, seq, repeat 1|0, detail}
     delivered=1: entry id is the inbox stream id, seq its position (1 is always the prompt)
     delivered=0: entry id is the dead-letter id; reason one of
       'lease_expired' | 'run_released' | 'superseded' | 'unknown_run' | 'deadline_passed'
+      | ARGV[17] (a worker's refusal: 'deadline_too_long')
     repeat=1: this callback id was seen before; the first verdict is returned, nothing written
 ]]
 -- @include "now"
@@ -38,6 +41,8 @@ if memo[1] then return {tonumber(memo[1]), memo[2], memo[3], tonumber(memo[4]), 
 
 local reason, detail, state, inbox_len = admission(KEYS[1], KEYS[3], ARGV[1], ARGV[2],
                                                     tonumber(ARGV[11]), now)
+-- a worker refused the envelope itself: its verdict is that refusal, live owner or not
+if ARGV[17] and ARGV[17] ~= '' then reason, detail = ARGV[17], ARGV[18] end
 
 local memo_ttl = tonumber(ARGV[12])
 if reason == nil then

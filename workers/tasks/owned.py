@@ -8,6 +8,10 @@ Lifecycle of one owned task:
    token when the owner is gone; the work stops at its next checkpoint.
 3. After: artifacts go to the store, then the gate delivers or quarantines. Errors travel the
    same way as kind=error callbacks, so a live run never waits for ever.
+
+Whatever escapes these steps (leasegate's own code included) still ends in one kind=error
+verdict (``internal``); a message not bound to its envelope (another task's name, another
+task id) or a deadline beyond the worker's ``max_deadline`` is quarantined with no work.
 """
 
 from __future__ import annotations
@@ -21,13 +25,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject, Retry
 
-from ...broker import HEADER, ArtifactError, BadSignature, Envelope, EnvelopeError, wire_from_header
+from ...broker import (
+    HEADER,
+    ArtifactError,
+    BadSignature,
+    Envelope,
+    EnvelopeError,
+    VerifiedEnvelope,
+    wire_from_header,
+)
 from ...ownership import RegistryUnavailable, unavailable_as_error
 from ..metrics import GATE_LATENCY
 from .errors import BadRequest, Cancelled, CancelToken, TransientError
 from .runtime import WorkerRuntime, patiently
+from .verdicts import error_payload, internal_payload, storable
 
 log = logging.getLogger("leasegate.workers")
 
@@ -53,10 +66,6 @@ class OwnedContext:
         self.cancel.raise_if_cancelled()
 
 
-def _error_payload(kind: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
-    return {"error": kind, "message": str(exc), **extra}
-
-
 class OwnedTask(Task):  # type: ignore[misc]
     """Base class of owned tasks: reliable settings and the ownership lifecycle."""
 
@@ -65,11 +74,27 @@ class OwnedTask(Task):  # type: ignore[misc]
     ignore_result = True
     serializer = "msgpack"
     typing = False  # the work function takes an OwnedContext first; callers never pass it
+    tool: str | None = None  # the tool its envelopes name; None: the name's last dotted part
+
+    @property
+    def tool_name(self) -> str:
+        """The tool an envelope must name to run here."""
+        return self.tool or str(self.name).rsplit(".", 1)[-1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         runtime = WorkerRuntime.for_app(self.app)
+        opened: list[VerifiedEnvelope] = []  # the envelope, once trusted: the fallback's owner
         try:
-            self._own(runtime, args, kwargs)
+            try:
+                self._own(runtime, args, kwargs, opened)
+            except (RegistryUnavailable, Retry, Reject, Ignore):
+                raise
+            except Exception as exc:
+                if not opened:
+                    raise  # no trusted envelope: nothing names an owner to give a verdict to
+                log.exception("owned task %s failed outside its work: an internal verdict",
+                              self.name)
+                self._deliver(runtime, opened[0], internal_payload(exc), "error")
         except RegistryUnavailable as exc:
             # Redis stayed away past our patience: nothing was decided. Give the message back
             # (a retry would have to publish through that same Redis); if even that fails, it
@@ -79,19 +104,23 @@ class OwnedTask(Task):  # type: ignore[misc]
                         self.request.id, exc)
             raise Reject(exc, requeue=True) from exc
 
-    def _own(self, runtime: WorkerRuntime, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> None:
+    def _own(self, runtime: WorkerRuntime, args: tuple[Any, ...], kwargs: dict[str, Any],
+             opened: list[VerifiedEnvelope]) -> None:
         wire = self._wire()
         try:
             env = runtime.gate.open(wire, task_args=kwargs)
             if args:  # positional arguments are never signed for
                 raise BadSignature("task arguments do not match the envelope's digest", wire,
                                    env)
+            self._check_binding(wire, env)
         except EnvelopeError as exc:
             error = exc
             verdict = patiently(lambda: runtime.gate.quarantine_raw(wire, error))
             log.warning("quarantined %s message for task %s: %s (dead letter %s)",
                         error.reason, self.name, error, verdict.entry_id)
+            return
+        opened.append(env)
+        if self._refused_deadline(runtime, env):
             return
 
         admission = patiently(lambda: runtime.gate.check(env))
@@ -107,6 +136,30 @@ class OwnedTask(Task):  # type: ignore[misc]
                      admission.reason)
             return
         self._work(runtime, env, kwargs)
+
+    def _check_binding(self, wire: bytes, env: VerifiedEnvelope) -> None:
+        """A signed envelope is good for one message: its tool's task, its task id. Re-sent
+        under another task or id, it is a replay (the genuine message keeps its verdict)."""
+        if env.tool != self.tool_name:
+            raise BadSignature(f"envelope is for tool {env.tool!r}, but task {self.name!r} "
+                               f"runs tool {self.tool_name!r}", wire, env)
+        if env.task_id != self.request.id:
+            raise BadSignature(f"envelope is for task id {env.task_id!r}, but the message's "
+                               f"id is {self.request.id!r}", wire, env)
+
+    def _refused_deadline(self, runtime: WorkerRuntime, env: VerifiedEnvelope) -> bool:
+        """Quarantine a deadline longer than this worker's max_deadline, with no work: past
+        the visibility timeout the message would be handed out (and generated) twice."""
+        span_ms = env.deadline_at_ms - env.submitted_at_ms
+        limit = runtime.config.max_deadline
+        if span_ms <= round(limit * 1000):
+            return False
+        detail = (f"deadline is {span_ms / 1000:g} s; this worker's maximum "
+                  f"(LEASEGATE_MAX_DEADLINE) is {limit:g} s")
+        verdict = patiently(lambda: runtime.gate.refuse(env, "deadline_too_long", detail))
+        log.warning("refused %s callback %s: %s (dead letter %s)", self.name,
+                    env.callback_id, detail, verdict.entry_id)
+        return True
 
     @staticmethod
     def _count_skip(runtime: WorkerRuntime, field: str) -> None:
@@ -129,22 +182,22 @@ class OwnedTask(Task):  # type: ignore[misc]
         try:
             outcome = self.run(OwnedContext(env, cancel, runtime), **kwargs)
         except Cancelled as exc:
-            self._deliver(runtime, env, _error_payload("cancelled", exc), "error")
+            self._deliver(runtime, env, error_payload("cancelled", exc), "error")
         except BadRequest as exc:
-            self._deliver(runtime, env, _error_payload("bad_request", exc,
-                                                       field=getattr(exc, "field", None)),
+            self._deliver(runtime, env, error_payload("bad_request", exc,
+                                                      field=getattr(exc, "field", None)),
                           "error")
         except TransientError as exc:
             if self.request.retries < runtime.config.max_retries:
                 countdown = exc.retry_after or min(60.0, 2.0 ** self.request.retries)
                 raise self.retry(exc=exc, countdown=countdown * (1 + random.random() / 4),
                                  max_retries=runtime.config.max_retries) from exc
-            self._deliver(runtime, env, _error_payload("transient", exc,
-                                                       retries=self.request.retries),
+            self._deliver(runtime, env, error_payload("transient", exc,
+                                                      retries=self.request.retries),
                           "error")
         except Exception as exc:
             log.exception("owned task %s failed", self.name)
-            self._deliver(runtime, env, _error_payload(type(exc).__name__, exc), "error")
+            self._deliver(runtime, env, error_payload(type(exc).__name__, exc), "error")
         else:
             if not isinstance(outcome, OwnedResult):
                 outcome = OwnedResult(payload={"value": outcome})
@@ -153,9 +206,11 @@ class OwnedTask(Task):  # type: ignore[misc]
                         for data, media_type in outcome.files]
             except (OSError, ArtifactError) as exc:
                 log.exception("artifact store failed for callback %s", env.callback_id)
-                self._deliver(runtime, env, _error_payload("artifact_store", exc), "error")
+                self._deliver(runtime, env, error_payload("artifact_store", exc), "error")
             else:
-                self._deliver(runtime, env, outcome.payload, "result", refs)
+                # a result the gate cannot store becomes an error that says why
+                payload, kind = storable(outcome.payload, runtime.gate.settings.max_result_bytes)
+                self._deliver(runtime, env, payload, kind, refs if kind == "result" else [])
         finally:
             runtime.watch.unwatch(env)
 
@@ -176,6 +231,16 @@ class OwnedTask(Task):  # type: ignore[misc]
                 entry_id=verdict.entry_id, detail=verdict.detail)
 
 
-def owned_task(app: Celery, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """Declare an owned task: ``@owned_task(app, name="...")``; route it with task_routes."""
+def owned_task(app: Celery, *, tool: str | None = None,
+               **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Declare an owned task: ``@owned_task(app, name="...")``; route it with task_routes.
+
+    ``tool`` is the tool name runtimes submit it as (their ``Client(tasks=...)`` key); by
+    default the last dotted part of the task's name (``leasegate.image_generate``:
+    ``image_generate``). Envelopes for any other tool are quarantined, never run.
+    """
+    if tool is not None:
+        if not isinstance(tool, str) or not tool:
+            raise ValueError(f"tool must be a non-empty string (the envelopes' tool), got {tool!r}")
+        options["tool"] = tool
     return app.task(base=OwnedTask, **options)  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -10,13 +11,15 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
-from ...broker import Client, FileArtifactStore
+from ...broker import Client, FileArtifactStore, Settings
 from ...ownership import RegistryUnavailable, connect
 from ..config import WorkerConfig
 from .watch import OwnerWatch
 
 R = TypeVar("R")
 T = TypeVar("T")
+
+log = logging.getLogger("leasegate.workers")
 
 
 class WorkerRuntime:
@@ -26,8 +29,10 @@ class WorkerRuntime:
     def __init__(self, config: WorkerConfig, app: Celery | None = None) -> None:
         self.config = config
         client = connect(config.redis_url)
-        # the worker's own app sends what runtimes running here (cron ticks) submit
-        self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app)
+        # the worker's own app sends what runtimes running here (cron ticks) submit; they are
+        # told this deployment's longest deadline up front, as the workers refuse longer ones
+        self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app,
+                             settings=Settings(max_deadline=config.max_deadline))
         self.gate = self.client.gate
         self.store = FileArtifactStore(config.artifact_dir)
         self.watch = OwnerWatch(self, config.check_interval)
@@ -66,5 +71,6 @@ def patiently(call: Callable[[], T], patience: float = OUTAGE_PATIENCE) -> T:
         except RegistryUnavailable:
             if time.monotonic() + delay > deadline:
                 raise
+            log.debug("Redis unavailable; calling again in %.2f s", delay)
             time.sleep(delay)  # backoff while Redis is away; nothing to wait on but time
             delay = min(delay * 2, 2.0)
