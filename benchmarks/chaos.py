@@ -524,7 +524,7 @@ def verdicts_missing(client: Client, record: Record) -> list[str]:
     wanted = [c for c in record.callbacks.values() if c.outcome in ("submitted", "pending")]
     pipe = client.redis.pipeline(transaction=False)
     for c in wanted:
-        pipe.exists(client.keys.callback(c.session_key, c.callback_id))
+        pipe.exists(client.keys.callback(c.session_key, c.run_id, c.callback_id))
     return [c.callback_id for c, found in zip(wanted, pipe.execute(), strict=True)
             if not found]
 

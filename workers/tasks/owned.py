@@ -24,7 +24,7 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 
 from ...broker import HEADER, ArtifactError, BadSignature, Envelope, EnvelopeError, wire_from_header
-from ...ownership import RegistryUnavailable, unavailable_as_error
+from ...ownership import RegistryUnavailable
 from ..metrics import GATE_LATENCY
 from .errors import BadRequest, Cancelled, CancelToken, TransientError
 from .runtime import WorkerRuntime, patiently
@@ -100,18 +100,26 @@ class OwnedTask(Task):  # type: ignore[misc]
                      admission.reason)
             return
         if not admission.admitted:
-            self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
-                          "error")
-            patiently(lambda: self._count_skip(runtime, f"skipped:{admission.reason}:{env.tool}"))
+            self._count_skip(runtime, env, admission.reason)
             log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
                      admission.reason)
             return
         self._work(runtime, env, kwargs)
 
-    @staticmethod
-    def _count_skip(runtime: WorkerRuntime, field: str) -> None:
-        with unavailable_as_error():
-            runtime.client.redis.hincrby(runtime.client.keys.metrics, field, 1)
+    def _count_skip(self, runtime: WorkerRuntime, env: Envelope, reason: str | None) -> None:
+        """Deliver the 'skipped' error and count the skip in the same gate step: the count
+        moves with the first verdict only, so a retried delivery never counts twice."""
+        started = time.perf_counter()
+        verdict = patiently(lambda: runtime.gate.deliver(
+            env, {"error": "skipped", "reason": reason}, [], kind="error",
+            count=f"skipped:{reason}:{env.tool}"))
+        GATE_LATENCY.observe(time.perf_counter() - started)
+        if self.app.conf.worker_send_task_events and not verdict.repeat:
+            self.send_event(
+                "leasegate-delivered" if verdict.delivered else "leasegate-quarantined",
+                callback_id=env.callback_id, session_key=env.session_key, run_id=env.run_id,
+                fence=env.fence, tool=env.tool, kind="error", reason=verdict.reason,
+                entry_id=verdict.entry_id, detail=verdict.detail)
 
     def _wire(self) -> bytes:
         headers = self.request.headers or {}
