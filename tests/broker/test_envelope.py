@@ -223,7 +223,8 @@ def test_bytes_keys_rejected() -> None:
 
 WRONG_TYPES: dict[str, tuple[Any, str]] = {
     "callback_id": (b"abc", "str"), "session_key": (1, "str"), "run_id": (None, "str"),
-    "fence": ("3", "int"), "incarnation": (b"\x00" * 16, "str"), "tool": (["image"], "str"), "args_digest": (b"\x00" * 32, "str"),
+    "fence": ("3", "int"), "incarnation": (b"\x00" * 16, "str"), "tool": (["image"], "str"),
+    "args_digest": (b"\x00" * 32, "str"),
     "task_id": (1.5, "str"), "submitted_at_ms": (1.7e12, "int"), "deadline_at_ms": (True, "int"),
     "sig": ("00" * 32, "bytes"),
 }

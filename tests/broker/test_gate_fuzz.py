@@ -73,7 +73,8 @@ def test_signed_envelopes_with_wrong_claims_never_deliver(redis_client: redis.Re
     env = Envelope.create(SECRET, callback_id=uuid.uuid4().hex, session_key=run.session_key,
                           run_id=run.run_id if same_run else uuid.uuid4().hex, fence=fence,
                           incarnation=(run.lease.incarnation if same_incarnation
-                                       else uuid.uuid4().hex), tool="image_generate", task_args={}, submitted_at_ms=0,
+                                       else uuid.uuid4().hex), tool="image_generate",
+                          task_args={}, submitted_at_ms=0,
                           deadline_at_ms=deadline)
     verdict = client.gate.deliver(env, result={})
     genuine = (same_run and same_incarnation and fence == run.fence
