@@ -185,7 +185,8 @@ class Driver:
                 status = retrying(lambda: self.client.registry.status(session_key, run_id),
                                   self.record)
                 lease = Lease(session_key, run_id, status.fence or 0,
-                              status.expires_at or 0.0, ttl, status.state)
+                              status.expires_at or 0.0, ttl, status.state,
+                              incarnation=status.incarnation or "")
                 created = round((status.created_at or 0) * 1000)
                 self.record.count("start_reply_lost")
                 break

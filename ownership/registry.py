@@ -145,7 +145,7 @@ class Registry:
         keys = [run_key, owner, self.keys.metrics, *companions]
         with unavailable_as_error():
             reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
-                                                  self.retention_ms])
+                                                  self.retention_ms, lease.incarnation])
         if int(reply[0]) == ErrorCode.LEASE_LOST:
             raise LeaseLost(as_text(reply[1]), lease.session_key, lease.run_id)
         ttl = int(reply[3]) / 1000
@@ -162,7 +162,7 @@ class Registry:
         keys = self.run_keys(lease.session_key, lease.run_id)
         with unavailable_as_error():
             self.scripts("release", keys, [lease.run_id, lease.fence, outcome,
-                                           self.retention_ms])
+                                           self.retention_ms, lease.incarnation])
         return self.status(lease)
 
     @overload

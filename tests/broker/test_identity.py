@@ -19,7 +19,7 @@ from celery import Celery
 
 from leasegate.broker import HEADER, Client, Envelope, Run
 from leasegate.broker.records import pack_body
-from leasegate.ownership import RunState
+from leasegate.ownership import LeaseLost, RunState
 from leasegate.ownership.testing import RedisServer
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until
@@ -188,6 +188,23 @@ def test_a_reissued_run_id_and_fence_after_data_loss_never_deliver(fault_redis: 
     assert inbox_callbacks(new) == []
     # the new incarnation's own envelope delivers
     assert client.gate.deliver(new.envelope("image_generate", {}), result={}).delivered
+
+
+def test_a_lease_from_before_data_loss_cannot_renew_or_release_its_successor(
+        fault_redis: RedisServer, namespace: str) -> None:
+    """The old runtime still holds (run-7, fence 1): it must not keep the new incarnation
+    alive, nor end it."""
+    client = Client(fault_redis.client(), namespace, secret=SECRET)
+    key = sk()
+    old = client.start_run(key, prompt="p", ttl=30, run_id="run-7")
+    client.redis.flushall()
+    new = client.start_run(key, prompt="p", ttl=30, run_id="run-7")
+    with pytest.raises(LeaseLost) as lost:
+        old.renew()
+    assert lost.value.reason == "unknown"
+    assert old.release("failed").state is RunState.LIVE  # the status of run-7: the new one
+    assert new.status().state is RunState.LIVE
+    assert new.renew().fence == new.fence
 
 
 def test_a_retried_start_run_with_its_own_run_id_gets_its_lease(broker_client: Client) -> None:
