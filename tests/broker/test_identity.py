@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -293,3 +294,26 @@ def test_a_run_without_the_owner_pointer_is_not_admitted(broker_client: Client) 
     assert (verdict.delivered, verdict.reason) == (False, "unknown_run")
     assert "no owner pointer" in verdict.detail
     assert inbox_callbacks(run) == []
+
+
+def test_a_submit_that_could_not_send_frees_its_callback_id(redis_client: redis.Redis,
+                                                             namespace: str,
+                                                             sending_client: Client) -> None:
+    """Nothing was sent: not pending, not indexed for the reaper, and the id may be used again."""
+    with socket.socket() as probe:  # a port nothing listens on: the broker is away
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = Celery(f"away-{namespace}", broker=f"redis://127.0.0.1:{port}/0",
+                 set_as_current=False)
+    app.conf.task_publish_retry = False
+    away = Client(redis_client, namespace, secret=SECRET, celery_app=app)
+    run = away.start_run(sk(), prompt="p", ttl=30)
+    with pytest.raises(Exception) as failed:
+        run.submit("image_generate", callback_id="call_0", prompt="x")
+    assert not isinstance(failed.value, ValueError)
+    assert run.pending() == {}
+    assert redis_client.zcard(away.keys.pending_index) == 0
+    again = sending_client.attach(run.session_key, run.run_id)
+    assert again.submit("image_generate", callback_id="call_0", prompt="x") == "call_0"
+    assert again.pending() == {"call_0": "image_generate"}
+    app.close()
