@@ -185,7 +185,8 @@ class Driver:
                 status = retrying(lambda: self.client.registry.status(session_key, run_id),
                                   self.record)
                 lease = Lease(session_key, run_id, status.fence or 0,
-                              status.expires_at or 0.0, ttl, status.state)
+                              status.expires_at or 0.0, ttl, status.state,
+                              incarnation=status.incarnation or "")
                 created = round((status.created_at or 0) * 1000)
                 self.record.count("start_reply_lost")
                 break
@@ -524,7 +525,7 @@ def verdicts_missing(client: Client, record: Record) -> list[str]:
     wanted = [c for c in record.callbacks.values() if c.outcome in ("submitted", "pending")]
     pipe = client.redis.pipeline(transaction=False)
     for c in wanted:
-        pipe.exists(client.keys.callback(c.session_key, c.callback_id))
+        pipe.exists(client.keys.callback(c.session_key, c.run_id, c.callback_id))
     return [c.callback_id for c, found in zip(wanted, pipe.execute(), strict=True)
             if not found]
 

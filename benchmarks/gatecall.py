@@ -23,7 +23,8 @@ def envelopes(client: Client, run: Any, n: int, tool: str = "image_generate") ->
     now = server_ms(client.redis)
     return [Envelope.create(client.secrets[0], callback_id=uuid.uuid4().hex,
                             session_key=run.session_key, run_id=run.run_id, fence=run.fence,
-                            tool=tool, task_args={}, submitted_at_ms=now,
+                            incarnation=run.lease.incarnation, tool=tool, task_args={},
+                            submitted_at_ms=now,
                             deadline_at_ms=now + 3_600_000).encode() for _ in range(n)]
 
 

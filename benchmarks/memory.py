@@ -43,7 +43,7 @@ IMAGE_RESULT = {"tool": "image_generate", "prompt": "a fox", "size": "1024x1024"
 def run_keys(client: Client, run: Run, callbacks: Sequence[str] = ()) -> list[str]:
     k, sk, rid = client.keys, run.session_key, run.run_id
     return [k.fence(sk), k.owner(sk), k.run(sk, rid), k.inbox(sk, rid), k.pending(sk, rid),
-            k.resume(sk, rid), *(k.callback(sk, cb) for cb in callbacks)]
+            k.resume(sk, rid), *(k.callback(sk, rid, cb) for cb in callbacks)]
 
 
 def per_live_run(client: Client, count: int) -> dict[str, Any]:

@@ -82,9 +82,14 @@ class Gate:
         result: Any = None,
         artifacts: Iterable[ArtifactRef] = (),
         kind: Literal["result", "error"] = "result",
+        count: str = "",
     ) -> Verdict:
         """Deliver ``result`` (msgpack-encodable) for ``envelope`` (an Envelope or its wire
-        bytes). Untrusted bytes that do not decode are quarantined, never raised."""
+        bytes). Untrusted bytes that do not decode are quarantined, never raised.
+
+        ``count``: one more counter field of the metrics hash (such as
+        ``skipped:<reason>:<tool>``), counted in the same step as the verdict and only when it
+        is first written: a retried delivery never counts twice."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
         body = pack_body("result", result, self.settings.max_result_bytes)
@@ -98,7 +103,7 @@ class Gate:
         except EnvelopeError as exc:
             wire = envelope.encode() if isinstance(envelope, Envelope) else envelope
             return self.quarantine_raw(wire, exc)
-        return self._deliver(env, kind, body, refs)
+        return self._deliver(env, kind, body, refs, count)
 
     def refuse(self, envelope: Envelope, reason: str, detail: str) -> Verdict:
         """Quarantine ``envelope``'s callback for a worker's own ``reason`` (one of REASONS,
@@ -117,11 +122,12 @@ class Gate:
 
     def check(self, env: Envelope) -> Admission:
         """Would ``env``'s callback be delivered now? ``repeat``: it already has a verdict."""
-        keys = [self.keys.run(env.session_key, env.run_id),
-                self.keys.callback(env.session_key, env.callback_id),
-                self.keys.inbox(env.session_key, env.run_id)]
+        sk, run_id = env.session_key, env.run_id
+        keys = [self.keys.run(sk, run_id), self.keys.owner(sk),
+                self.keys.callback(sk, run_id, env.callback_id), self.keys.inbox(sk, run_id)]
         with unavailable_as_error():
-            reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms])
+            reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms, run_id,
+                                                 env.incarnation])
         return Admission(int(reply[0]) == 1, as_text(reply[1]) or None, int(reply[2]) == 1)
 
     def open(self, wire: bytes, task_args: Mapping[str, Any] | None = None) -> VerifiedEnvelope:
@@ -133,16 +139,17 @@ class Gate:
         return env
 
     def _deliver(self, env: Envelope, kind: str, body: bytes, refs: bytes,
-                 refusal: tuple[str, str] = ("", "")) -> Verdict:
+                 count: str = "", refusal: tuple[str, str] = ("", "")) -> Verdict:
         sk, run_id = env.session_key, env.run_id
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
-                k.pending(sk, run_id), k.callback(sk, env.callback_id), k.dead_letters, k.metrics]
+                k.pending(sk, run_id), k.callback(sk, run_id, env.callback_id), k.dead_letters,
+                k.metrics]
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
                 int(s.dlq_max_age * 1000), s.dlq_max_len, s.dlq_body_cap, k.run_prefix(sk),
-                *refusal]
+                env.incarnation, count, *refusal]
         with unavailable_as_error():
             reply = self.scripts("deliver", keys, args)
         verdict = self._verdict(reply, env.callback_id, sk, run_id)

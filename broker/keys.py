@@ -9,7 +9,8 @@ from ..ownership import Keys
 INBOX = ":inbox"
 RESUME = ":resume"
 PENDING = ":pending"
-RUN_COMPANIONS = (INBOX, RESUME, PENDING)
+REQUESTS = ":requests"
+RUN_COMPANIONS = (INBOX, RESUME, PENDING, REQUESTS)
 
 
 class BrokerKeys(Keys):
@@ -22,9 +23,21 @@ class BrokerKeys(Keys):
     def pending(self, session_key: str, run_id: str) -> str:
         return self.run(session_key, run_id) + PENDING
 
-    def callback(self, session_key: str, callback_id: str) -> str:
-        """The memo of a callback's first verdict: what makes delivery idempotent."""
-        return self.session_prefix(session_key) + "cb:" + callback_id
+    def requests(self, session_key: str, run_id: str) -> str:
+        """Hash callback id -> '<request id> <submitted at ms>': which submit call took an id,
+        so that call's automatic retry finds its own entry instead of a duplicate."""
+        return self.run(session_key, run_id) + REQUESTS
+
+    def callback(self, session_key: str, run_id: str, callback_id: str) -> str:
+        """The memo of a callback's first verdict: what makes delivery idempotent. Scoped to
+        the run, so a caller's stable id (``call_0``) in the next run is a new callback."""
+        return self.run(session_key, run_id) + ":cb:" + callback_id
+
+    @property
+    def pending_index(self) -> str:
+        """Deployment-wide sorted set of submitted callbacks by deadline (ms, server time),
+        member ``<session key>\n<run id>\n<callback id>``: the reaper's work list."""
+        return self.global_key("pending")
 
     # Deployment-wide dead letters (not tied to one session key). The stream's key is also the
     # prefix of every other dead-letter key; the names say "dlq" on the wire, for good.

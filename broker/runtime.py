@@ -13,6 +13,7 @@ import redis
 
 from ..ownership import (
     LUA_INCLUDES,
+    ErrorCode,
     Lease,
     LeaseLost,
     Outcome,
@@ -56,6 +57,14 @@ def check_deadline(deadline: object, maximum: float) -> None:
     """A deadline within the deployment's maximum (``Settings.max_deadline``): a worker
     refuses longer ones, so say so before anything is sent."""
     check_seconds("deadline", deadline, maximum)
+
+
+def check_callback_id(value: object) -> str:
+    """A caller's callback id: the rules of a run id (non-empty, bounded, no ':'), by name."""
+    try:
+        return check_run_id(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("run_id", "callback_id", 1)) from None
 
 
 class Client:
@@ -111,7 +120,7 @@ class Client:
         if status.state is RunState.UNKNOWN or status.fence is None:
             raise LookupError(f"no run {run_id} of session {session_key!r}")
         lease = Lease(session_key, run_id, status.fence, status.expires_at or 0.0,
-                      status.ttl or 0.0, status.state)
+                      status.ttl or 0.0, status.state, incarnation=status.incarnation or "")
         return Run(self, lease)
 
 
@@ -150,7 +159,8 @@ class Run:
               callback_id: str, task_id: str | None, now: int) -> Envelope:
         return Envelope.create(
             self.client.secrets[0], callback_id=callback_id, session_key=self.session_key,
-            run_id=self.run_id, fence=self.fence, tool=tool, task_args=dict(task_args or {}),
+            run_id=self.run_id, fence=self.fence, incarnation=self.lease.incarnation, tool=tool,
+            task_args=dict(task_args or {}),
             submitted_at_ms=now, deadline_at_ms=now + round(deadline * 1000),
             task_id=task_id or callback_id,
         )
@@ -165,11 +175,13 @@ class Run:
         return self.lease
 
     def submit(self, tool: str, *, deadline: float = 600.0, queue: str | None = None,
-               **task_args: Any) -> str:
+               callback_id: str | None = None, **task_args: Any) -> str:
         """Send ``tool`` as a Celery task owned by this run; returns its callback id.
 
-        The task is sent by name: the runtime never imports worker code. Raises LeaseLost if
-        this run is no longer live or parked.
+        The task is sent by name: the runtime never imports worker code. ``callback_id``: the
+        caller's own id (an LLM tool-call id, say), unique within this run; None for a fresh
+        one. Raises LeaseLost if this run is no longer live or parked, ValueError if this run
+        already used ``callback_id``.
         """
         if self.client.celery_app is None:
             raise RuntimeError("submit needs a Celery app: Client(..., celery_app=app) "
@@ -178,20 +190,31 @@ class Run:
             raise ValueError(f"tool {tool!r} has no task; known: {sorted(self.client.tasks)}")
         route = self.client.tasks[tool]
         check_deadline(deadline, self.client.settings.max_deadline)
-        callback_id = uuid.uuid4().hex
+        callback_id = uuid.uuid4().hex if callback_id is None else check_callback_id(callback_id)
+        # fresh per call: redis-py's retry of this very call after a lost reply finds its entry
+        request_id = uuid.uuid4().hex
         keys = self.client.keys
-        pending = keys.pending(self.session_key, self.run_id)
+        sk, run_id = self.session_key, self.run_id
+        pending, requests = keys.pending(sk, run_id), keys.requests(sk, run_id)
         with unavailable_as_error():
-            reply = self.client.scripts("submit", [keys.run(self.session_key, self.run_id),
-                                                   pending], [self.fence, callback_id, tool])
-        if int(reply[0]) != 0:  # submit's one refusal: ErrorCode.LEASE_LOST, reason follows
-            raise LeaseLost(as_text(reply[1]), self.session_key, self.run_id)
+            reply = self.client.scripts(
+                "submit", [keys.run(sk, run_id), pending, requests, keys.pending_index],
+                [self.fence, callback_id, tool, request_id, round(deadline * 1000), sk, run_id,
+                 self.lease.incarnation])
+        if int(reply[0]) == ErrorCode.CALLBACK_ID_USED:
+            raise ValueError(f"callback_id {callback_id!r} is already used in run {run_id!r} "
+                             f"of session {sk!r}")
+        if int(reply[0]) != 0:  # ErrorCode.LEASE_LOST, reason follows
+            raise LeaseLost(as_text(reply[1]), sk, run_id)
         try:
             # the script's server time dates the envelope: no separate TIME round trip
             env = self._sign(tool, task_args, deadline, callback_id, None, int(reply[1]))
             self.client.transport.send(route, env, task_args, queue)
         except Exception:
-            self.client.redis.hdel(pending, callback_id)  # never sent: not pending
+            # never sent: not pending, and the id is free again
+            self.client.redis.hdel(pending, callback_id)
+            self.client.redis.hdel(requests, callback_id)
+            self.client.redis.zrem(keys.pending_index, f"{sk}\n{run_id}\n{callback_id}")
             raise
         return callback_id
 

@@ -21,3 +21,5 @@ class ErrorCode(enum.IntEnum):
     WRONG_SESSION = -9        # the target run belongs to another session key
     TARGET_NOT_ALIVE = -10    # the target run is not live or parked (its state follows)
     NO_INBOX = -11            # the target has no inbox: entry 1 is never anything but a prompt
+    # broker: submit
+    CALLBACK_ID_USED = -30    # the run already used this callback id (another submit call)

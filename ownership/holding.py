@@ -47,7 +47,7 @@ def hold(registry: Registry, session_key: str, ttl: float, policy: Policy,
     lease was lost meanwhile."""
     base = registry.acquire(session_key, ttl, policy, run_id)
     held = HeldLease(base.session_key, base.run_id, base.fence, base.expires_at, base.ttl,
-                     base.state, base.previous_run_id)
+                     base.state, base.previous_run_id, base.incarnation)
     stop = threading.Event()
     renewer = threading.Thread(target=_keep_renewed, args=(registry, held, stop),
                                name=f"leasegate-renew-{held.run_id[:8]}", daemon=True)

@@ -28,7 +28,9 @@ POLICIES = ("supersede", "exclusive")
 class Lease:
     """Proof of ownership of one run. ``fence`` grows with every new run of the session key.
 
-    Times are Redis server time in seconds since the epoch.
+    Times are Redis server time in seconds since the epoch. ``incarnation`` is the random
+    nonce the acquire stored in the run's record: fence counters restart after Redis loses
+    data, so (run id, fence) can be issued twice; (run id, fence, incarnation) cannot.
     """
 
     session_key: str
@@ -38,6 +40,7 @@ class Lease:
     ttl: float
     state: RunState = RunState.LIVE
     previous_run_id: str | None = None
+    incarnation: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,4 @@ class RunStatus:
     superseded_by: str | None = None
     superseded_by_fence: int | None = None
     server_time: float | None = None
+    incarnation: str | None = None

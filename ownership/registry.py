@@ -6,6 +6,7 @@ used for nothing but the pace of background renewals.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -28,6 +29,7 @@ from .seconds import to_ms
 DEFAULT_MAX_TTL = 3600.0
 DEFAULT_MAX_PARK = 86400.0
 DEFAULT_RETENTION = 7 * 86400.0
+INCARNATION_BYTES = 16
 
 Policy = Literal["supersede", "exclusive"]
 Outcome = Literal["completed", "failed", "cancelled"]
@@ -87,6 +89,7 @@ class Registry:
         return Acquisition(
             session_key=session_key, run_id=run_id, ttl=float(ttl), ttl_ms=ttl_ms,
             policy=policy, retention_ms=self.retention_ms, generated=generated,
+            incarnation=secrets.token_hex(INCARNATION_BYTES),
             fence_key=self.keys.fence(session_key), owner_key=self.keys.owner(session_key),
             run_key=self.keys.run(session_key, run_id),
             run_prefix=self.keys.run_prefix(session_key))
@@ -94,8 +97,8 @@ class Registry:
     def finish_acquire(self, acquisition: Acquisition, reply: Sequence[Any]) -> Lease:
         """Interpret the acquire-run reply: a Lease, or the error it stands for.
 
-        A generated run id is a fresh uuid4 of ours, so a record already holding it can only
-        be this very call, retried by the client after a lost reply: its own run.
+        A record holding our incarnation (a nonce fresh for this call) can only be this very
+        call, retried by the client after a lost reply: its own run.
         """
         a = acquisition
         code = int(reply[0])
@@ -103,16 +106,17 @@ class Registry:
             raise LeaseHeld(a.session_key, as_text(reply[1]), int(reply[2]) / 1000,
                             as_text(reply[3]))
         if code == ErrorCode.RUN_EXISTS:
-            if a.generated:
+            if len(reply) > 1 and as_text(reply[1]) == a.incarnation:
                 status = self.status(a.session_key, a.run_id)
                 if status.fence is not None and status.state.alive:
                     return Lease(a.session_key, a.run_id, status.fence,
-                                 status.expires_at or 0.0, a.ttl, status.state)
+                                 status.expires_at or 0.0, a.ttl, status.state,
+                                 incarnation=a.incarnation)
             raise ValueError(f"run_id {a.run_id!r} is already used for session "
                              f"{a.session_key!r}")
         previous = as_text(reply[4]) or None
         return Lease(a.session_key, a.run_id, int(reply[1]), int(reply[2]) / 1000, a.ttl,
-                     RunState.LIVE, previous)
+                     RunState.LIVE, previous, a.incarnation)
 
     # -- the calls -------------------------------------------------------------------------
 
@@ -141,12 +145,12 @@ class Registry:
         keys = [run_key, owner, self.keys.metrics, *companions]
         with unavailable_as_error():
             reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
-                                                  self.retention_ms])
+                                                  self.retention_ms, lease.incarnation])
         if int(reply[0]) == ErrorCode.LEASE_LOST:
             raise LeaseLost(as_text(reply[1]), lease.session_key, lease.run_id)
         ttl = int(reply[3]) / 1000
         return Lease(lease.session_key, lease.run_id, lease.fence, int(reply[1]) / 1000, ttl,
-                     RunState(state), lease.previous_run_id)
+                     RunState(state), lease.previous_run_id, lease.incarnation)
 
     def release(self, lease: Lease, outcome: Outcome = "completed") -> RunStatus:
         """End the run with an outcome. Idempotent: releasing again changes nothing.
@@ -158,7 +162,7 @@ class Registry:
         keys = self.run_keys(lease.session_key, lease.run_id)
         with unavailable_as_error():
             self.scripts("release", keys, [lease.run_id, lease.fence, outcome,
-                                           self.retention_ms])
+                                           self.retention_ms, lease.incarnation])
         return self.status(lease)
 
     @overload
@@ -232,4 +236,5 @@ def status_from_reply(session_key: str, run_id: str, reply: Sequence[Any]) -> Ru
         superseded_by=fields.get("by_run"),
         superseded_by_fence=_maybe_int(fields, "by_fence"),
         server_time=int(reply[0]) / 1000,
+        incarnation=fields.get("inc"),
     )

@@ -6,9 +6,9 @@
     KEYS[1] run record      <ns>:{<sk>}:run:<run id>
     KEYS[2] owner pointer   <ns>:{<sk>}:owner
     KEYS[3] inbox           <ns>:{<sk>}:run:<run id>:inbox      (stream)
-    KEYS[4] resume signals  <ns>:{<sk>}:run:<run id>:resume     (list, one per delivery while parked)
+    KEYS[4] resume signals  <ns>:{<sk>}:run:<run id>:resume     (list, one per delivery)
     KEYS[5] pending         <ns>:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
-    KEYS[6] callback memo   <ns>:{<sk>}:cb:<callback id>        (the first verdict, for repeats)
+    KEYS[6] callback memo   <ns>:{<sk>}:run:<run id>:cb:<callback id>  (the first verdict)
     KEYS[7] dead letters    <ns>:dlq                            (stream; also touches <ns>:dlq:*)
     KEYS[8] counters        <ns>:metrics   (delivered:<tool> / quarantined:<reason>:<tool>)
 
@@ -19,15 +19,18 @@
     ARGV[11] deadline (ms, server time)                   ARGV[12] memo ttl (ms)
     ARGV[13] dead-letter max age (ms)                     ARGV[14] dead-letter max count
     ARGV[15] largest body kept in a dead letter (bytes)   ARGV[16] run key prefix <ns>:{<sk>}:run:
-    ARGV[17] refusal reason (optional; '' or absent: the gate's rule decides)
-    ARGV[18] refusal detail (optional): with a reason, quarantine whatever the owner's state
+    ARGV[17] incarnation (the envelope's)
+    ARGV[18] one more counter field to count with the verdict ('' for none; e.g. skipped:...)
+    ARGV[19] refusal reason (optional; '' or absent: the gate's rule decides)
+    ARGV[20] refusal detail (optional): with a reason, quarantine whatever the owner's state
 
   Output: {delivered 1|0, reason, entry id, seq, repeat 1|0, detail}
     delivered=1: entry id is the inbox stream id, seq its position (1 is always the prompt)
     delivered=0: entry id is the dead-letter id; reason one of
       'lease_expired' | 'run_released' | 'superseded' | 'unknown_run' | 'deadline_passed'
-      | ARGV[17] (a worker's refusal: 'deadline_too_long')
+      | ARGV[19] (a worker's refusal: 'deadline_too_long')
     repeat=1: this callback id was seen before; the first verdict is returned, nothing written
+              (ARGV[18] is counted only with the first verdict, so a retry never counts twice)
 ]]
 -- @include "now"
 -- @include "runState"
@@ -39,10 +42,11 @@ local now = now_ms()
 local memo = redis.call('HMGET', KEYS[6], 'd', 'reason', 'entry', 'seq', 'detail')
 if memo[1] then return {tonumber(memo[1]), memo[2], memo[3], tonumber(memo[4]), 1, memo[5]} end
 
-local reason, detail, state, inbox_len = admission(KEYS[1], KEYS[3], ARGV[1], ARGV[2],
-                                                    tonumber(ARGV[11]), now)
+local reason, detail, state, inbox_len = admission(KEYS[1], KEYS[2], KEYS[3], ARGV[1],
+                                                    ARGV[2], ARGV[17], tonumber(ARGV[11]), now)
 -- a worker refused the envelope itself: its verdict is that refusal, live owner or not
-if ARGV[17] and ARGV[17] ~= '' then reason, detail = ARGV[17], ARGV[18] end
+if ARGV[19] and ARGV[19] ~= '' then reason, detail = ARGV[19], ARGV[20] end
+if ARGV[18] ~= '' then redis.call('HINCRBY', KEYS[8], ARGV[18], 1) end
 
 local memo_ttl = tonumber(ARGV[12])
 if reason == nil then
@@ -51,10 +55,9 @@ if reason == nil then
                         'cb', ARGV[3], 'body', ARGV[8], 'arts', ARGV[9], 'tool', ARGV[5],
                         'task', ARGV[6], 'fence', ARGV[2], 'at', now, 'sub', ARGV[10])
   redis.call('HDEL', KEYS[5], ARGV[3])
-  if state == 'parked' then
-    redis.call('RPUSH', KEYS[4], ARGV[3])
-    redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[1]))
-  end
+  -- live or parked: a runtime may block on the signal either way
+  redis.call('RPUSH', KEYS[4], ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[1]))
   redis.call('HSET', KEYS[6], 'd', 1, 'reason', '', 'entry', id, 'seq', seq, 'detail', state,
              'at', now)
   redis.call('PEXPIRE', KEYS[6], memo_ttl)

@@ -6,6 +6,7 @@ arguments it signs. Import from here.
 from .args import digest_args
 from .errors import RAW_CAP, BadSignature, EnvelopeError, MalformedEnvelope
 from .signed import (
+    INCARNATION_HEX,
     MAX_TOOL_BYTES,
     MAX_WIRE_BYTES,
     MIN_SECRET_BYTES,
@@ -17,6 +18,7 @@ from .signed import (
 )
 
 __all__ = [
+    "INCARNATION_HEX",
     "MAX_TOOL_BYTES",
     "MAX_WIRE_BYTES",
     "MIN_SECRET_BYTES",

@@ -4,13 +4,14 @@ A run hands one envelope to every background task it submits; the worker hands i
 gate with the result. The gate trusts nothing in it until ``Envelope.decode`` has checked every
 field and the HMAC-SHA256 signature made with the deployment secret.
 
-Wire format, version 1: a msgpack map with these keys and nothing else.
+Wire format, version 2: a msgpack map with these keys and nothing else.
 
-    v      int    format version, 1
+    v      int    format version, 2
     id     str    callback id, unique per submitted task (the idempotency key of the gate)
     sk     str    session key
     run    str    run id
     fence  int    fencing token of the run, >= 1
+    inc    str    incarnation of the run: 32 lowercase hex, the random nonce of its acquire
     tool   str    tool name, 1..64 bytes of [A-Za-z0-9_.:-]
     args   str    hex sha256 of the canonical msgpack of the task args (see ``digest_args``)
     task   str    Celery task id (may equal the callback id)
@@ -18,8 +19,9 @@ Wire format, version 1: a msgpack map with these keys and nothing else.
     dl     int    deadline, Redis server time in ms, >= ``at``
     sig    bin    32 bytes, HMAC-SHA256 over every other field (see ``Envelope.signed_bytes``)
 
-Unknown keys are rejected in version 1: the signature does not cover them, so they would be
-unauthenticated data; a new field means a new version.
+Unknown keys are rejected: the signature does not cover them, so they would be
+unauthenticated data; a new field means a new version. Version 1 (without ``inc``) is refused
+as malformed: drain the queues before upgrading (docs/failure-modes.md, issue 11).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ...ownership import check_run_id, check_session_key
 from .args import digest_args
 from .errors import RAW_CAP, BadSignature, InvalidField, MalformedEnvelope
 
-VERSION = 1
+VERSION = 2
 MIN_SECRET_BYTES = 16
 MAX_WIRE_BYTES = 4096
 MAX_TOOL_BYTES = 64
@@ -51,6 +53,7 @@ WIRE_KEYS: dict[str, str] = {
     "session_key": "sk",
     "run_id": "run",
     "fence": "fence",
+    "incarnation": "inc",
     "tool": "tool",
     "args_digest": "args",
     "task_id": "task",
@@ -63,6 +66,8 @@ _FIELDS_BY_WIRE_KEY = {wire: name for name, wire in WIRE_KEYS.items()}
 _SIGNING_TAG = "leasegate.envelope"
 _TOOL = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TOOL_BYTES}}}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+INCARNATION_HEX = 32
+_INCARNATION = re.compile(rf"[0-9a-f]{{{INCARNATION_HEX}}}")
 
 
 def check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
@@ -96,6 +101,7 @@ class Envelope:
     session_key: str
     run_id: str
     fence: int
+    incarnation: str
     tool: str
     args_digest: str
     task_id: str
@@ -105,7 +111,7 @@ class Envelope:
 
     _TYPES: ClassVar[dict[str, type]] = {
         "v": int, "callback_id": str, "session_key": str, "run_id": str, "fence": int,
-        "tool": str, "args_digest": str, "task_id": str, "submitted_at_ms": int,
+        "incarnation": str, "tool": str, "args_digest": str, "task_id": str, "submitted_at_ms": int,
         "deadline_at_ms": int, "sig": bytes,
     }
 
@@ -124,6 +130,9 @@ class Envelope:
         _check_id("task_id", check_run_id, self.task_id)
         if not _TOOL.fullmatch(self.tool):
             raise InvalidField("tool", f"tool must be 1..{MAX_TOOL_BYTES} bytes of [A-Za-z0-9_.:-]")
+        if not _INCARNATION.fullmatch(self.incarnation):
+            raise InvalidField("incarnation", f"incarnation must be {INCARNATION_HEX} "
+                                              "lowercase hex digits")
         if not _HEX_SHA256.fullmatch(self.args_digest):
             raise InvalidField("args_digest", "args_digest must be 64 lowercase hex digits")
         for name in ("fence", "submitted_at_ms", "deadline_at_ms"):
@@ -155,14 +164,15 @@ class Envelope:
 
     @classmethod
     def create(cls, secret: bytes, *, callback_id: str, session_key: str, run_id: str,
-               fence: int, tool: str, task_args: Mapping[str, Any], submitted_at_ms: int,
-               deadline_at_ms: int, task_id: str | None = None) -> Envelope:
+               fence: int, incarnation: str, tool: str, task_args: Mapping[str, Any],
+               submitted_at_ms: int, deadline_at_ms: int,
+               task_id: str | None = None) -> Envelope:
         """Build and sign an envelope. Times are Redis server time in ms, never the local clock.
 
         Raises ValueError/TypeError naming the field when one is invalid.
         """
         key = cls.verify_secret_length(secret)
-        unsigned = cls(VERSION, callback_id, session_key, run_id, fence, tool,
+        unsigned = cls(VERSION, callback_id, session_key, run_id, fence, incarnation, tool,
                        digest_args(task_args), callback_id if task_id is None else task_id,
                        submitted_at_ms, deadline_at_ms, bytes(32))
         return dataclasses.replace(unsigned, sig=unsigned._sign(key))
@@ -223,7 +233,8 @@ class Envelope:
                             "v")
         unknown = sorted(repr(key)[:40] for key in data if key not in _FIELDS_BY_WIRE_KEY)
         if unknown:
-            raise malformed(f"unknown keys in a version {VERSION} envelope: {', '.join(unknown)}")
+            raise malformed(f"unknown keys in a version {VERSION} envelope: "
+                            f"{', '.join(unknown)}")
         for name, key in WIRE_KEYS.items():
             if key not in data:
                 raise malformed(f"missing field {name} (key {key!r})", name)

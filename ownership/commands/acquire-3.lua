@@ -12,15 +12,16 @@
     ARGV[4] ttl (ms)
     ARGV[5] policy           'supersede' | 'exclusive'
     ARGV[6] retention (ms)   how long records stay readable after the run ends
+    ARGV[7] incarnation      random nonce of this acquire (32 hex), stored as the record's 'inc'
 
   Output (codes as leasegate.ownership.ErrorCode):
      {0, fence, expires_at_ms, now_ms, previous_run_id or '', previous_fence or 0}   acquired
     {-1, holder_run_id, holder_expires_at_ms, holder_state}    ERR_LEASE_HELD (exclusive only)
-    {-3}                                                       ERR_RUN_EXISTS (run id taken)
+    {-3, incarnation of the existing record or ''}             ERR_RUN_EXISTS (run id taken)
 ]]
 -- @include "now"
 -- @include "runState"
 -- @include "acquireRun"
 
 return acquire_run(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
-                   tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]))
+                   tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7])

@@ -12,6 +12,7 @@
     ARGV[2] new state        'live' (renew) | 'parked' (park)
     ARGV[3] duration (ms)    0 = the run's own ttl (renew only)
     ARGV[4] retention (ms)
+    ARGV[5] incarnation the caller holds ('' = not known: the fence alone decides)
 
   Output (codes as leasegate.ownership.ErrorCode):
      {0, expires_at_ms, now_ms, ttl_ms}     extended
@@ -22,14 +23,14 @@
 -- @include "touchRun"
 
 local now = now_ms()
-local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'ttl')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'ttl', 'inc')
 local state = effective_state(rec[1], rec[2], now)
 if state ~= 'live' and state ~= 'parked' then
   redis.call('HINCRBY', KEYS[3], 'renew_failed:' .. state, 1)
   return {-2, state}
 end
--- a run id is never reused, so a different fence means a different (forged or stale) lease
-if rec[3] ~= ARGV[1] then
+-- a different fence or incarnation means a different (forged, stale or pre-data-loss) lease
+if rec[3] ~= ARGV[1] or ((ARGV[5] or '') ~= '' and (rec[5] or '') ~= ARGV[5]) then
   redis.call('HINCRBY', KEYS[3], 'renew_failed:unknown', 1)
   return {-2, 'unknown'}
 end

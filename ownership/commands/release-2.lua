@@ -10,6 +10,7 @@
     ARGV[2] fence the caller holds
     ARGV[3] outcome          'completed' | 'failed' | 'cancelled'
     ARGV[4] retention (ms)
+    ARGV[5] incarnation the caller holds ('' = not known: the fence alone decides)
 
   Output:
     {0, 'released', outcome}    released now
@@ -21,11 +22,13 @@
 -- @include "touchRun"
 
 local now = now_ms()
-local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'outcome')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'exp', 'fence', 'outcome', 'inc')
 local state = effective_state(rec[1], rec[2], now)
 if state == 'released' then return {1, 'released', rec[4]} end
 if state ~= 'live' and state ~= 'parked' then return {2, state, ''} end
-if rec[3] ~= ARGV[2] then return {2, 'unknown', ''} end
+if rec[3] ~= ARGV[2] or ((ARGV[5] or '') ~= '' and (rec[5] or '') ~= ARGV[5]) then
+  return {2, 'unknown', ''}
+end
 
 redis.call('HSET', KEYS[1], 'state', 'released', 'outcome', ARGV[3], 'ended', now, 'updated', now)
 touch_run(1, #KEYS, now + tonumber(ARGV[4]))

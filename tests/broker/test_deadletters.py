@@ -31,7 +31,8 @@ def released(client: Client, n: int, tool: str = "image_generate",
     run = client.start_run(session_key or sk(), prompt="p", ttl=30)
     now = client.server_time_ms()
     envs = [Envelope.create(SECRET, callback_id=uuid.uuid4().hex, session_key=run.session_key,
-                            run_id=run.run_id, fence=run.fence, tool=tool, task_args={"i": i},
+                            run_id=run.run_id, fence=run.fence,
+                            incarnation=run.lease.incarnation, tool=tool, task_args={"i": i},
                             submitted_at_ms=now, deadline_at_ms=now + 600_000)
             for i in range(n)]
     run.release("failed")

@@ -23,13 +23,15 @@ from leasegate.broker.envelope import (
 
 SECRET = b"s" * 32
 OLD_SECRET = b"o" * 32
+INC = "0123456789abcdef0123456789abcdef"
 ARGS = {"prompt": "a red fox", "size": [1024, 1024], "seed": 7, "opts": {"b": 1, "a": None}}
 
 
 def make(**overrides: Any) -> Envelope:
     fields: dict[str, Any] = {
         "callback_id": "3f1c0e2a9b8d4c6e8f7a6b5c4d3e2f1a", "session_key": "cron:daily-digest",
-        "run_id": "r-42", "fence": 3, "tool": "image_generate", "task_args": ARGS,
+        "run_id": "r-42", "fence": 3, "incarnation": INC, "tool": "image_generate",
+        "task_args": ARGS,
         "submitted_at_ms": 1_700_000_000_000, "deadline_at_ms": 1_700_000_600_000,
     }
     fields.update(overrides)
@@ -61,7 +63,7 @@ def test_round_trip() -> None:
     env = make()
     wire = env.encode()
     assert Envelope.decode(wire, SECRET) == env
-    assert env.v == 1 and env.task_id == env.callback_id and len(env.sig) == 32
+    assert env.v == 2 and env.task_id == env.callback_id and len(env.sig) == 32
     assert env.args_digest == digest_args(ARGS)
     assert set(wire_map(env)) == set(WIRE_KEYS.values())
 
@@ -114,7 +116,7 @@ def test_forged_signature() -> None:
 
 TAMPER: dict[str, Any] = {
     "callback_id": "another", "session_key": "cron:other", "run_id": "r-43", "fence": 4,
-    "tool": "image_edit", "args_digest": "0" * 64, "task_id": "t-2",
+    "incarnation": "f" * 32, "tool": "image_edit", "args_digest": "0" * 64, "task_id": "t-2",
     "submitted_at_ms": 1_700_000_000_001, "deadline_at_ms": 1_700_009_999_999,
 }
 
@@ -177,11 +179,21 @@ def test_not_bytes() -> None:
         Envelope.decode("text", SECRET)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None, True, 1.0])
+@pytest.mark.parametrize("version", [0, 1, 3, "2", None, True, 2.0])
 def test_unknown_version(version: Any) -> None:
     wire = wire_map()
     wire["v"] = version
     assert "version" in str(malformed(pack(wire), "v"))
+
+
+def test_a_version_1_envelope_is_refused_as_malformed() -> None:
+    """Upgrading: a version 1 envelope (no incarnation) still in a queue is quarantined as
+    malformed, never delivered by the run id and fence alone (drain the queues first)."""
+    wire = wire_map()
+    del wire["inc"]
+    wire["v"] = 1
+    err = malformed(pack(wire), "v")
+    assert "unknown envelope version 1" in str(err)
 
 
 def test_missing_version() -> None:
@@ -211,7 +223,8 @@ def test_bytes_keys_rejected() -> None:
 
 WRONG_TYPES: dict[str, tuple[Any, str]] = {
     "callback_id": (b"abc", "str"), "session_key": (1, "str"), "run_id": (None, "str"),
-    "fence": ("3", "int"), "tool": (["image"], "str"), "args_digest": (b"\x00" * 32, "str"),
+    "fence": ("3", "int"), "incarnation": (b"\x00" * 16, "str"), "tool": (["image"], "str"),
+    "args_digest": (b"\x00" * 32, "str"),
     "task_id": (1.5, "str"), "submitted_at_ms": (1.7e12, "int"), "deadline_at_ms": (True, "int"),
     "sig": ("00" * 32, "bytes"),
 }
@@ -234,6 +247,8 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("tool", "t" * 65), ("tool", "image generate"), ("tool", "imäge"), ("tool", "a/b"),
     ("args_digest", "a" * 63), ("args_digest", "A" * 64), ("args_digest", "g" * 64),
     ("fence", 0), ("fence", -1), ("fence", 2**63), ("submitted_at_ms", -1),
+    ("incarnation", ""), ("incarnation", "0" * 31), ("incarnation", "0" * 33),
+    ("incarnation", "A" * 32), ("incarnation", "g" * 32),
     ("deadline_at_ms", 1_699_999_999_999), ("deadline_at_ms", 2**64 - 1),
     ("sig", b""), ("sig", b"\x00" * 31), ("sig", b"\x00" * 33),
 ]
@@ -255,7 +270,7 @@ def test_accepted_edges() -> None:
 
 @pytest.mark.parametrize(("name", "value"), [
     ("callback_id", "a:b"), ("session_key", ""), ("run_id", "x{"), ("tool", "a b"),
-    ("fence", 0), ("deadline_at_ms", 1), ("task_id", "t:1"),
+    ("fence", 0), ("deadline_at_ms", 1), ("task_id", "t:1"), ("incarnation", "xyz"),
 ])
 def test_create_rejects_what_decode_would(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=name):

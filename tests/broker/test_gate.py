@@ -123,7 +123,8 @@ def test_superseded_run_quarantines_naming_the_new_owner(broker_client: Client) 
 def test_unknown_run_quarantines(broker_client: Client) -> None:
     now = broker_client.server_time_ms()
     env = Envelope.create(SECRET, callback_id=uuid.uuid4().hex, session_key=sk(),
-                          run_id=uuid.uuid4().hex, fence=7, tool="image_generate",
+                          run_id=uuid.uuid4().hex, fence=7, incarnation=uuid.uuid4().hex,
+                          tool="image_generate",
                           task_args={}, submitted_at_ms=now, deadline_at_ms=now + 60_000)
     verdict = broker_client.gate.deliver(env, result={})
     assert (verdict.delivered, verdict.reason) == (False, "unknown_run")
@@ -147,7 +148,8 @@ def test_forged_signature_quarantined_with_raw_bytes(broker_client: Client,
     genuine = run.envelope("image_generate", {})
     forged = Envelope.create(b"not-the-deployment-secret!", callback_id=genuine.callback_id,
                              session_key=run.session_key, run_id=run.run_id, fence=run.fence,
-                             tool="image_generate", task_args={},
+                             incarnation=run.lease.incarnation, tool="image_generate",
+                             task_args={},
                              submitted_at_ms=genuine.submitted_at_ms,
                              deadline_at_ms=genuine.deadline_at_ms)
     verdict = broker_client.gate.deliver(forged.encode(), result={"evil": True})
@@ -185,9 +187,14 @@ def test_parked_run_gets_one_resume_signal_per_delivery(broker_client: Client) -
     assert run.status().state is RunState.PARKED
 
 
-def test_live_run_gets_no_resume_signal(broker_client: Client) -> None:
+def test_live_run_gets_a_resume_signal_too(broker_client: Client) -> None:
+    """A runtime may block on resume signals while live as well (issue 11): one per delivery,
+    none for a repeat."""
     run = broker_client.start_run(sk(), prompt="p", ttl=30)
-    broker_client.gate.deliver(run.envelope("t", {}), result={})
+    env = run.envelope("t", {})
+    broker_client.gate.deliver(env, result={})
+    broker_client.gate.deliver(env, result={})  # a redelivery: no second signal
+    assert run.wait_resume(timeout=1) == env.callback_id
     assert run.wait_resume(timeout=0.05) is None
 
 

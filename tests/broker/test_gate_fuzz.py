@@ -62,22 +62,25 @@ def test_arbitrary_field_values_are_quarantined(broker_client: Client,
 @SETTINGS
 @given(fence=st.integers(min_value=1, max_value=2**63 - 1),
        deadline=st.integers(min_value=0, max_value=2**63 - 1),
-       same_run=st.booleans())
+       same_run=st.booleans(), same_incarnation=st.booleans())
 def test_signed_envelopes_with_wrong_claims_never_deliver(redis_client: redis.Redis,
                                                           namespace: str, fence: int,
-                                                          deadline: int,
-                                                          same_run: bool) -> None:
+                                                          deadline: int, same_run: bool,
+                                                          same_incarnation: bool) -> None:
     client = Client(redis_client, namespace, secret=SECRET)
     run = client.start_run(f"fuzz-{uuid.uuid4().hex[:6]}", prompt="p", ttl=30)
     now = client.server_time_ms()
     env = Envelope.create(SECRET, callback_id=uuid.uuid4().hex, session_key=run.session_key,
                           run_id=run.run_id if same_run else uuid.uuid4().hex, fence=fence,
-                          tool="image_generate", task_args={}, submitted_at_ms=0,
+                          incarnation=(run.lease.incarnation if same_incarnation
+                                       else uuid.uuid4().hex), tool="image_generate",
+                          task_args={}, submitted_at_ms=0,
                           deadline_at_ms=deadline)
     verdict = client.gate.deliver(env, result={})
-    genuine = same_run and fence == run.fence and deadline >= client.server_time_ms()
+    genuine = (same_run and same_incarnation and fence == run.fence
+               and deadline >= client.server_time_ms())
     if verdict.delivered:
-        assert same_run and fence == run.fence and deadline >= now
+        assert same_run and same_incarnation and fence == run.fence and deadline >= now
     else:
         assert not genuine
         assert verdict.reason in ("unknown_run", "deadline_passed")

@@ -72,7 +72,8 @@ def test_headers_of_the_commands_that_refuse_name_their_codes() -> None:
                                                                      "RUN_EXISTS": -3}
     assert by_file["ownership/commands/extend-3.lua"] == {"LEASE_LOST": -2}
     assert by_file["broker/commands/start-run-4.lua"] == {"LEASE_HELD": -1, "RUN_EXISTS": -3}
-    assert by_file["broker/commands/submit-2.lua"] == {"LEASE_LOST": -2}
+    assert by_file["broker/commands/submit-4.lua"] == {"LEASE_LOST": -2,
+                                                       "CALLBACK_ID_USED": -30}
 
 
 @pytest.mark.parametrize("line", [

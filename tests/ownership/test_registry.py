@@ -622,5 +622,8 @@ def test_a_retried_acquire_after_a_lost_reply_returns_the_same_run(registry: Reg
     lease = registry.finish_acquire(acquisition, again)
     assert (lease.run_id, lease.fence) == (acquisition.run_id, int(first[1]))
     assert registry.status(lease).state is RunState.LIVE
+    # the same run id asked for by another acquire (another incarnation) is refused
+    other = dataclasses.replace(acquisition, generated=False, incarnation="0" * 32)
+    refused = registry.scripts("acquire", other.keys, other.argv)
     with pytest.raises(ValueError, match="already used"):
-        registry.finish_acquire(dataclasses.replace(acquisition, generated=False), again)
+        registry.finish_acquire(other, refused)

@@ -62,8 +62,8 @@ def job() -> str:
 def letter_for(client: Client, run: Run | tuple[str, str], callback_id: str,
                timeout: float = 30.0) -> DeadLetter:
     """Wait for a callback's verdict to be a quarantine; return its dead letter."""
-    session_key = run.session_key if isinstance(run, Run) else run[0]
-    memo = client.keys.callback(session_key, callback_id)
+    session_key, run_id = (run.session_key, run.run_id) if isinstance(run, Run) else run
+    memo = client.keys.callback(session_key, run_id, callback_id)
     wait_until(lambda: client.redis.hget(memo, "d") is not None, timeout,
                message=f"a verdict for callback {callback_id}")
     assert client.redis.hget(memo, "d") == b"0", "expected a quarantine, got a delivery"
@@ -214,7 +214,7 @@ def test_worker_child_killed_mid_generation_one_entry(e2e_redis: RedisServer,
         assert log.count(f"callback {cb} (attempt 1") == 2  # ran again, in a new process
         assert "WorkerLostError" in log or "signal 9" in log
         # its one verdict is the delivery: nothing of it went to the dead letters
-        assert client.redis.hget(client.keys.callback(run.session_key, cb), "d") == b"1"
+        assert client.redis.hget(client.keys.callback(run.session_key, run.run_id, cb), "d") == b"1"
     finally:
         proc.stop()
 

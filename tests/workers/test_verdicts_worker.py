@@ -110,7 +110,7 @@ def test_failure_outside_the_work_gets_one_internal_verdict(worker: WorkerProces
     cb = run.submit("bad_file")
     payload = one_error(run, cb)
     assert payload["error"] == "internal" and payload["type"] == "TypeError", payload
-    assert client.redis.hget(client.keys.callback(run.session_key, cb), "d") == b"1"
+    assert client.redis.hget(client.keys.callback(run.session_key, run.run_id, cb), "d") == b"1"
 
 
 def test_storable_and_capped_without_a_worker() -> None:
@@ -180,7 +180,7 @@ def test_deadline_beyond_worker_max_is_refused_without_work(worker: WorkerProces
                                                             client: Client) -> None:
     run = client.start_run(job(), prompt="a week", ttl=60)
     cb = run.submit("echo", deadline=3600, size=1)  # the worker's max_deadline is 1800 s
-    memo = client.keys.callback(run.session_key, cb)
+    memo = client.keys.callback(run.session_key, run.run_id, cb)
     wait_until(lambda: client.redis.hget(memo, "d") is not None, 30, message="a verdict")
     assert client.redis.hget(memo, "d") == b"0"
     letter = client.dead_letters.get(client.redis.hget(memo, "entry").decode())
@@ -259,7 +259,7 @@ def test_revoked_during_a_redis_blip_is_still_quarantined(fault_redis: RedisServ
         restarter.join()
         logger.removeHandler(handler)
         logger.setLevel(level)
-    memo = client.redis.hgetall(client.keys.callback(run.session_key, env.callback_id))
+    memo = client.redis.hgetall(client.keys.callback(run.session_key, run.run_id, env.callback_id))
     assert memo[b"d"] == b"0" and memo[b"reason"] == b"run_released"
     letter = client.dead_letters.get(memo[b"entry"].decode())
     assert letter.payload == {"error": "cancelled", "reason": "revoked"}

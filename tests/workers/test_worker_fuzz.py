@@ -184,7 +184,8 @@ def malformed_msgpack(draw: st.DrawFn) -> Bad:
 
 def _signed_fields(run: Run, secret: bytes) -> Envelope:
     return Envelope.create(secret, callback_id=uuid.uuid4().hex, session_key=run.session_key,
-                          run_id=run.run_id, fence=run.fence, tool="image_generate",
+                          run_id=run.run_id, fence=run.fence,
+                          incarnation=run.lease.incarnation, tool="image_generate",
                           task_args={"prompt": "forged", "size": "256x256"},
                           submitted_at_ms=1, deadline_at_ms=2**62)
 
@@ -203,6 +204,18 @@ def _forged(run: Run, kind: str, data: bytes) -> tuple[str, dict[str, Any], froz
         wire["fence"] = run.fence + 1
         return base64.b64encode(msgpack.packb(wire, use_bin_type=True)).decode(), kwargs, \
             bad_sig
+    if kind == "tampered_incarnation":   # signed for another incarnation, then edited
+        env = _signed_fields(run, SECRET.encode())
+        wire = {WIRE_KEYS[n]: getattr(env, n) for n in WIRE_KEYS}
+        wire["inc"] = "0" * 32 if wire["inc"] != "0" * 32 else "1" * 32
+        return base64.b64encode(msgpack.packb(wire, use_bin_type=True)).decode(), kwargs, \
+            bad_sig
+    if kind == "version_1":        # the format before incarnations: never trusted again
+        env = _signed_fields(run, SECRET.encode())
+        wire = {WIRE_KEYS[n]: getattr(env, n) for n in WIRE_KEYS if n != "incarnation"}
+        wire["v"] = 1
+        return base64.b64encode(msgpack.packb(wire, use_bin_type=True)).decode(), kwargs, \
+            frozenset({"malformed"})
     if kind == "swapped_args":     # a genuine signature, other arguments
         env = _signed_fields(run, SECRET.encode())
         return header_value(env), {**kwargs, "prompt": data.hex() or "other"}, bad_sig
@@ -218,8 +231,8 @@ def _forged(run: Run, kind: str, data: bytes) -> tuple[str, dict[str, Any], froz
     return "!" + data.hex(), kwargs, frozenset({"malformed"})
 
 
-FORGERIES = ["wrong_secret", "retired_secret", "tampered_fence", "swapped_args", "oversized",
-             "random_bytes", "not_base64"]
+FORGERIES = ["wrong_secret", "retired_secret", "tampered_fence", "tampered_incarnation",
+             "version_1", "swapped_args", "oversized", "random_bytes", "not_base64"]
 
 
 # -- the tests ------------------------------------------------------------------------------

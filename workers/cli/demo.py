@@ -151,7 +151,7 @@ def next_run(client: Client, timeout: float = 15.0) -> Run:
 
 def verdict_of(client: Client, run: Run, callback_id: str, timeout: float) -> tuple[bool, str]:
     """Poll the gate's memo of a callback until it has a verdict: (delivered, entry id)."""
-    memo = client.keys.callback(run.session_key, callback_id)
+    memo = client.keys.callback(run.session_key, run.run_id, callback_id)
     deadline = time.monotonic() + timeout
     seen: Any = client.redis.hmget(memo, "d", "entry")
     while seen[0] is None:

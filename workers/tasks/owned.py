@@ -36,7 +36,7 @@ from ...broker import (
     VerifiedEnvelope,
     wire_from_header,
 )
-from ...ownership import RegistryUnavailable, unavailable_as_error
+from ...ownership import RegistryUnavailable
 from ..metrics import GATE_LATENCY
 from .errors import BadRequest, Cancelled, CancelToken, TransientError
 from .runtime import WorkerRuntime, patiently
@@ -129,9 +129,9 @@ class OwnedTask(Task):  # type: ignore[misc]
                      admission.reason)
             return
         if not admission.admitted:
+            # the skip is counted in the same gate step: a retried delivery never counts twice
             self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
-                          "error")
-            patiently(lambda: self._count_skip(runtime, f"skipped:{admission.reason}:{env.tool}"))
+                          "error", count=f"skipped:{admission.reason}:{env.tool}")
             log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
                      admission.reason)
             return
@@ -161,10 +161,6 @@ class OwnedTask(Task):  # type: ignore[misc]
                     env.callback_id, detail, verdict.entry_id)
         return True
 
-    @staticmethod
-    def _count_skip(runtime: WorkerRuntime, field: str) -> None:
-        with unavailable_as_error():
-            runtime.client.redis.hincrby(runtime.client.keys.metrics, field, 1)
 
     def _wire(self) -> bytes:
         headers = self.request.headers or {}
@@ -215,10 +211,10 @@ class OwnedTask(Task):  # type: ignore[misc]
             runtime.watch.unwatch(env)
 
     def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
-                 kind: str, refs: list[Any] | None = None) -> None:
+                 kind: str, refs: list[Any] | None = None, count: str = "") -> None:
         started = time.perf_counter()
-        verdict = patiently(lambda: runtime.gate.deliver(env, payload, refs or [],
-                                                         kind=kind))  # type: ignore[arg-type]
+        verdict = patiently(lambda: runtime.gate.deliver(
+            env, payload, refs or [], kind=kind, count=count))  # type: ignore[arg-type]
         GATE_LATENCY.observe(time.perf_counter() - started)
         if verdict.delivered:
             log.info("delivered %s callback %s to run %s", kind, env.callback_id, env.run_id)

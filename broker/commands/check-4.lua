@@ -4,10 +4,11 @@
 
   Input:
     KEYS[1] run record     <ns>:{<sk>}:run:<run id>
-    KEYS[2] callback memo  <ns>:{<sk>}:cb:<callback id>
-    KEYS[3] inbox          <ns>:{<sk>}:run:<run id>:inbox
+    KEYS[2] owner pointer  <ns>:{<sk>}:owner
+    KEYS[3] callback memo  <ns>:{<sk>}:run:<run id>:cb:<callback id>
+    KEYS[4] inbox          <ns>:{<sk>}:run:<run id>:inbox
 
-    ARGV[1] fence   ARGV[2] deadline (ms, server time)
+    ARGV[1] fence   ARGV[2] deadline (ms, server time)   ARGV[3] run id   ARGV[4] incarnation
 
   Output: {admitted 1|0, reason, repeat 1|0}
     admitted=1: the owner is live or parked, current, and the deadline has not passed
@@ -20,11 +21,12 @@
 -- @include "admission"
 
 local now = now_ms()
-local memo = redis.call('HMGET', KEYS[2], 'd', 'reason')
+local memo = redis.call('HMGET', KEYS[3], 'd', 'reason')
 if memo[1] then
   if memo[1] == '1' then return {0, 'delivered', 1} end
   return {0, memo[2], 1}
 end
-local reason = admission(KEYS[1], KEYS[3], '', ARGV[1], tonumber(ARGV[2]), now)
+local reason = admission(KEYS[1], KEYS[2], KEYS[4], ARGV[3], ARGV[1], ARGV[4],
+                         tonumber(ARGV[2]), now)
 if reason then return {0, reason, 0} end
 return {1, '', 0}
