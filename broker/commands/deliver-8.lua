@@ -6,7 +6,7 @@
     KEYS[1] run record      <ns>:{<sk>}:run:<run id>
     KEYS[2] owner pointer   <ns>:{<sk>}:owner
     KEYS[3] inbox           <ns>:{<sk>}:run:<run id>:inbox      (stream)
-    KEYS[4] resume signals  <ns>:{<sk>}:run:<run id>:resume     (list, one per delivery while parked)
+    KEYS[4] resume signals  <ns>:{<sk>}:run:<run id>:resume     (list, one per delivery)
     KEYS[5] pending         <ns>:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
     KEYS[6] callback memo   <ns>:{<sk>}:cb:<callback id>        (the first verdict, for repeats)
     KEYS[7] dead letters    <ns>:dlq                            (stream; also touches <ns>:dlq:*)
@@ -46,10 +46,8 @@ if reason == nil then
                         'cb', ARGV[3], 'body', ARGV[8], 'arts', ARGV[9], 'tool', ARGV[5],
                         'task', ARGV[6], 'fence', ARGV[2], 'at', now, 'sub', ARGV[10])
   redis.call('HDEL', KEYS[5], ARGV[3])
-  if state == 'parked' then
-    redis.call('RPUSH', KEYS[4], ARGV[3])
-    redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[1]))
-  end
+  redis.call('RPUSH', KEYS[4], ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[1]))
   redis.call('HSET', KEYS[6], 'd', 1, 'reason', '', 'entry', id, 'seq', seq, 'detail', state,
              'at', now)
   redis.call('PEXPIRE', KEYS[6], memo_ttl)

@@ -185,9 +185,12 @@ def test_parked_run_gets_one_resume_signal_per_delivery(broker_client: Client) -
     assert run.status().state is RunState.PARKED
 
 
-def test_live_run_gets_no_resume_signal(broker_client: Client) -> None:
+def test_live_run_gets_a_resume_signal_too(broker_client: Client) -> None:
+    """A delivery before the run parks still wakes its next wait (issue 11, path 7)."""
     run = broker_client.start_run(sk(), prompt="p", ttl=30)
-    broker_client.gate.deliver(run.envelope("t", {}), result={})
+    env = run.envelope("t", {})
+    broker_client.gate.deliver(env, result={})
+    assert run.wait_resume(timeout=1) == env.callback_id
     assert run.wait_resume(timeout=0.05) is None
 
 
