@@ -222,6 +222,8 @@ class Run:
         """Block until a callback is delivered to this run: its callback id, once per
         delivery, in delivery order; None after ``timeout`` seconds (up to the park limit).
         A delivery that landed before the wait began (even while the run was live) counts."""
-        check_seconds("timeout", timeout, self.client.settings.max_park, positive=False)
+        limit = self.client.settings.max_park
+        check_seconds("timeout", timeout, limit, positive=False)
         return take_signal(self.client.redis,
-                           self.client.keys.resume(self.session_key, self.run_id), timeout)
+                           self.client.keys.resume(self.session_key, self.run_id), timeout,
+                           keep=limit)

@@ -162,3 +162,23 @@ def test_waits_refuse_a_bad_timeout_naming_it(broker_client: Client, bad: object
         run.wait_resume(bad)  # type: ignore[arg-type]
     with pytest.raises((TypeError, ValueError), match="block"):
         run.inbox.read(block=bad)  # type: ignore[arg-type]
+
+
+def test_a_signal_held_after_a_lost_reply_expires_rather_than_stays(
+        broker_client: Client, redis_server: RedisServer, namespace: str) -> None:
+    """While a taken signal waits for the next call, ``:taken`` has an expiry: a waiter
+    that died holding it would leave nothing behind for good."""
+    run, envelope = parked_run(broker_client)
+    broker_client.gate.deliver(envelope, result={"ok": 1})
+    taken = broker_client.keys.resume(run.session_key, run.run_id) + ":taken"
+    with LossyProxy("127.0.0.1", redis_server.port) as proxy:
+        # socket timeout 20 s: the retried pop blocks a 5 s slice before the signal is taken
+        # back from :taken, time enough to look at it
+        lossy = Client(connect(proxy.url, socket_timeout=20), namespace, secret=SECRET)
+        mine = lossy.attach(run.session_key, run.run_id)
+        proxy.drop_reply_to(taken.removesuffix(":taken").encode() + b"\r\n")
+        thread, out = in_thread(lambda: mine.wait_resume(10))
+        wait_until(proxy.dropped.is_set, timeout=10, message="the pop's reply was lost")
+        assert 0 < broker_client.redis.pttl(taken) <= 86_400_000
+        assert result_of(thread, out) == envelope.callback_id
+        lossy.redis.close()
