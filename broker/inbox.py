@@ -1,6 +1,8 @@
 """A run's inbox: one Redis stream, entry 1 its prompt, then tool callbacks in arrival order.
 
-Reads block on the server (XREAD BLOCK), so a waiting run needs no polling loop.
+Reads block on the server (XREAD BLOCK), so a waiting run needs no polling loop; a long wait
+is several blocking reads each inside the socket timeout (``wait_slice``), so it never times
+out on the client side.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any
 
 import redis
 
-from ..ownership import as_text, unavailable_as_error
+from ..ownership import as_text, check_seconds, unavailable_as_error, wait_slice
 from .artifacts import ArtifactRef
 from .records import unpack_body, unpack_refs
+from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,11 @@ class Inbox:
     """Read side of one run's inbox. Nothing here can write to it: only the gate and
     ``start_run`` do, and neither can write a role=user entry after entry 1."""
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    def __init__(self, client: redis.Redis, key: str,
+                 max_wait: float = Settings.max_park) -> None:
         self.client = client
         self.key = key
+        self.max_wait = max_wait  # the longest a read may block: a run parks no longer
 
     def entries(self) -> list[Entry]:
         with unavailable_as_error():
@@ -74,27 +79,36 @@ class Inbox:
         return [Entry.from_stream(entry_id, fields) for entry_id, fields in raw]
 
     def read(self, after: int = 0, block: float | None = None, count: int = 100) -> list[Entry]:
-        """Entries with seq > ``after`` (at most ``count``). With ``block`` (seconds), wait up to
-        that long for at least one when there are none yet."""
+        """Entries with seq > ``after`` (at most ``count``). With ``block`` (seconds, up to
+        ``max_wait``), wait up to that long for at least one when there are none yet."""
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
+        if block is not None:
+            check_seconds("block", block, self.max_wait, positive=False)
         current = self.entries()
         found = [e for e in current if e.seq > after][:count]
         if found or not block:
             return found
         last_id = current[-1].id if current else "0-0"
-        with unavailable_as_error():
-            # server-side wait; the socket timeout must outlast it
-            reply: Any = self.client.xread({self.key: last_id}, count=count,
-                                      block=max(1, int(block * 1000)))
-        if not reply:
-            return []
-        _, items = reply[0]
-        return [e for e in (Entry.from_stream(i, f) for i, f in items) if e.seq > after]
+        step = wait_slice(self.client)
+        deadline = time.monotonic() + block  # a wait, not an ownership decision
+        while (left := deadline - time.monotonic()) > 0:
+            with unavailable_as_error():
+                reply: Any = self.client.xread({self.key: last_id}, count=count,
+                                               block=max(1, int(min(left, step) * 1000)))
+            if not reply:
+                continue
+            _, items = reply[0]
+            last_id = as_text(items[-1][0])
+            found = [e for e in (Entry.from_stream(i, f) for i, f in items) if e.seq > after]
+            if found:
+                return found
+        return []
 
     def wait_for(self, callback_ids: Iterable[str], timeout: float) -> dict[str, Entry]:
         """Block until every named callback has an entry, or ``timeout`` seconds pass.
         Returns what arrived (check the keys to see whether all did)."""
+        check_seconds("timeout", timeout, self.max_wait, positive=False)
         wanted = set(callback_ids)
         got: dict[str, Entry] = {}
         deadline = time.monotonic() + timeout  # a wait, not an ownership decision
@@ -104,7 +118,7 @@ class Inbox:
             if left <= 0:
                 break
             # read() returns at once when entries are there, else blocks on the server
-            for entry in self.read(after=after, block=min(left, 5.0)):
+            for entry in self.read(after=after, block=left):
                 after = max(after, entry.seq)
                 if entry.callback_id in wanted:
                     got[entry.callback_id] = entry

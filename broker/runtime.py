@@ -37,6 +37,7 @@ from .keys import RUN_COMPANIONS, BrokerKeys
 from .records import pack_body
 from .settings import Settings
 from .transport import Route, Transport, routes
+from .waiting import take_signal
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ class Run:
     def __init__(self, client: Client, lease: Lease) -> None:
         self.client = client
         self.lease = lease
-        self.inbox = Inbox(client.redis, client.keys.inbox(lease.session_key, lease.run_id))
+        self.inbox = Inbox(client.redis, client.keys.inbox(lease.session_key, lease.run_id),
+                           client.settings.max_park)
 
     def __repr__(self) -> str:
         return f"Run({self.session_key!r}, {self.run_id!r}, fence={self.fence})"
@@ -240,11 +242,11 @@ class Run:
         return self.client.registry.status(self.lease)
 
     def wait_resume(self, timeout: float) -> str | None:
-        """Block until a callback lands while parked: its callback id, once per delivery."""
-        key = self.client.keys.resume(self.session_key, self.run_id)
-        with unavailable_as_error():
-            reply = self.client.redis.blpop([key], timeout=max(timeout, 0.001))
-        if reply is None:
-            return None
-        _, value = reply
-        return value.decode() if isinstance(value, bytes) else str(value)
+        """Block until a callback is delivered to this run: its callback id, once per
+        delivery, in delivery order; None after ``timeout`` seconds (up to the park limit).
+        A delivery that landed before the wait began (even while the run was live) counts."""
+        limit = self.client.settings.max_park
+        check_seconds("timeout", timeout, limit, positive=False)
+        return take_signal(self.client.redis,
+                           self.client.keys.resume(self.session_key, self.run_id), timeout,
+                           keep=limit)

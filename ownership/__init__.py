@@ -7,7 +7,14 @@ imported by name where it is needed.
 
 from .acquisition import Acquisition
 from .codes import ErrorCode
-from .connection import as_text, connect, glob_escape, server_time_ms, unavailable_as_error
+from .connection import (
+    as_text,
+    connect,
+    glob_escape,
+    server_time_ms,
+    unavailable_as_error,
+    wait_slice,
+)
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
 from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
@@ -47,4 +54,5 @@ __all__ = [
     "glob_escape",
     "server_time_ms",
     "unavailable_as_error",
+    "wait_slice",
 ]

@@ -16,14 +16,29 @@ from redis.retry import Retry
 
 from .errors import RegistryUnavailable
 
+MAX_WAIT_SLICE = 5.0   # seconds one server-side blocking call may last, at most
 
-def connect(url: str, socket_timeout: float = 30.0) -> redis.Redis:
+
+def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Redis:
     """A client that gives up within about a second when Redis is away (redis-py 8 would
-    retry for seconds, longer than a short lease), and reconnects once it is back."""
+    retry for seconds, longer than a short lease), and reconnects once it is back.
+    ``options`` go to ``redis.Redis.from_url`` as they are (``client_name``, ...)."""
     return redis.Redis.from_url(
         url, socket_timeout=socket_timeout, socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        **options)
+
+
+def wait_slice(client: redis.Redis) -> float:
+    """How long one blocking call (BLMOVE, XREAD BLOCK) may wait on the server with
+    ``client``: a quarter of its socket timeout, at most MAX_WAIT_SLICE. A longer wait is
+    several such calls, so the socket timeout never fires while Redis is only waiting (a
+    client timeout would drop the connection, and what it popped with it)."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if not timeout:
+        return MAX_WAIT_SLICE
+    return min(MAX_WAIT_SLICE, float(timeout) / 4)
 
 
 @contextlib.contextmanager

@@ -11,10 +11,12 @@
     KEYS[5] target resume  <ns>:{<sk>}:run:<run id>:resume     (list)
 
     ARGV[1] dead-letter id   ARGV[2] target session key   ARGV[3] target run id
-    ARGV[4] by (who)
+    ARGV[4] by (who)         ARGV[5] request id ('' for none): a client's retry of this
+                             same request is answered as its first call was
 
   Output:
-     {0, inbox entry id, seq, target state 'live' | 'parked'}
+     {0, inbox entry id, seq, target state 'live' | 'parked'}   also to a repeat of the
+                                     request that redelivered it (a retry after a lost reply)
      {-4, ''}                        ERR_LETTER_NOT_FOUND: no such letter, not even a tombstone
      {-6, run id it went to}         ERR_ALREADY_REDELIVERED: replayed before
      {-7, state}                     ERR_NOT_QUARANTINED: 'archived' | 'expired' | 'discarded'
@@ -32,10 +34,14 @@
 
 local now = now_ms()
 local f = redis.call('HMGET', KEYS[2], 'state', 'reason', 'sk', 'run', 'fence', 'cb', 'body',
-                     'arts', 'tool', 'task', 'submitted', 'truncated', 'kind', 'to_run')
+                     'arts', 'tool', 'task', 'submitted', 'truncated', 'kind', 'to_run',
+                     'req', 'to_entry', 'to_seq', 'to_state')
 local state, reason = f[1], f[2]
 if not state then return {-4, ''} end
-if state == 'redelivered' then return {-6, f[14] or ''} end
+if state == 'redelivered' then
+  if ARGV[5] ~= '' and f[15] == ARGV[5] then return {0, f[16], tonumber(f[17]), f[18]} end
+  return {-6, f[14] or ''}
+end
 if state ~= 'quarantined' then return {-7, state} end
 if reason == 'malformed' or reason == 'bad_signature' or not f[7] then return {-8, reason} end
 if tonumber(f[12] or '0') > 0 then return {-8, 'truncated'} end
@@ -57,6 +63,7 @@ if target == 'parked' then
   redis.call('PEXPIRE', KEYS[5], redis.call('PTTL', KEYS[3]))
 end
 
-redis.call('HSET', KEYS[2], 'to_run', ARGV[3], 'to_entry', id)
+redis.call('HSET', KEYS[2], 'to_run', ARGV[3], 'to_entry', id, 'to_seq', seq,
+           'to_state', target, 'req', ARGV[5])
 change_state(KEYS[1], KEYS[2], 'quarantined', 'redelivered', now, ARGV[4], ARGV[3])
 return {0, id, seq, target}

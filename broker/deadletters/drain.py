@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -98,5 +99,5 @@ class _Drain:
             raise
         # archived and acknowledged together: a crash before this hands the letter over again
         self.letters.scripts("archive", [self.stream, self.letters.keys.dead_letter(letter_id)],
-                             [self.group, letter_id, self.by, self.consumer])
+                             [self.group, letter_id, self.by, self.consumer, uuid.uuid4().hex])
         return 1

@@ -10,6 +10,7 @@ history only, kept for max-age. Every state change is one Lua script on Redis se
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import redis
@@ -45,6 +46,12 @@ SWEEP_BATCH = 200     # tombstones per sweep script call: bounds how long Redis 
 # DeadLetters has a method named ``list``, which hides the builtin in its class body: its
 # annotations use this alias, made out here where ``list`` is still the builtin.
 LetterIds = list[str]
+
+
+def request_id() -> str:
+    """One id per state-changing script call: the client's automatic retry after a lost reply
+    resends it, and the script answers that retry with the first call's outcome."""
+    return uuid.uuid4().hex
 
 
 class DeadLetters:
@@ -118,7 +125,7 @@ class DeadLetters:
                 k.inbox(sk, run_id), k.resume(sk, run_id)]
         with unavailable_as_error():
             reply = self.scripts("replay", keys, [dead_letter_id, sk, run_id,
-                                                  check_name("by", by, 200)])
+                                                  check_name("by", by, 200), request_id()])
         code = int(reply[0])
         if code != 0:
             raise ReplayRefused(dead_letter_id, REPLAY_REFUSALS[ErrorCode(code)],
@@ -132,7 +139,7 @@ class DeadLetters:
         keys = [self.keys.dead_letters, self.keys.dead_letter(dead_letter_id)]
         with unavailable_as_error():
             reply = self.scripts("discard", keys, [dead_letter_id, check_name("by", by, 200),
-                                                   self._keep_ms, note])
+                                                   self._keep_ms, note, request_id()])
         code, state = int(reply[0]), as_text(reply[1])
         if code == ErrorCode.LETTER_NOT_FOUND:
             raise LetterNotFound(dead_letter_id)
@@ -161,7 +168,8 @@ class DeadLetters:
                 done += ids
             elif ids:
                 with unavailable_as_error():
-                    reply = self.scripts("purge", [self.keys.dead_letters], [*args, *ids])
+                    reply = self.scripts("purge", [self.keys.dead_letters],
+                                         [*args, request_id(), *ids])
                 done += [as_text(letter_id) for letter_id in reply]
             if cursor is None:
                 return done
