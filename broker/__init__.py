@@ -36,6 +36,7 @@ from .envelope import (
 )
 from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
+from .reaper import Reaper
 from .records import pack_body
 from .runtime import Client, ReleaseReport, Run
 from .settings import Settings
@@ -74,6 +75,7 @@ __all__ = [
     "ReplayResult",
     "STATES",
     "Stats",
+    "Reaper",
     # artifacts
     "ArtifactCorrupt",
     "ArtifactError",

@@ -9,7 +9,8 @@ from ..ownership import ErrorCode
 # Why the gate quarantined a callback. The first five come from an envelope that was read and
 # verified (its run was gone or late); the last two from bytes that never became one.
 REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
-           "malformed", "bad_signature")
+           "malformed", "bad_signature",
+           "no_verdict")  # the reaper's: still pending past its deadline plus a grace
 
 # What a worker delivers: a result, or the error that stopped it.
 KINDS = ("result", "error")
