@@ -11,6 +11,7 @@ from kombu.entity import Queue
 from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
+from .maintenance import connect as connect_maintenance
 from .signals import connect_signals
 from .tasks import WorkerRuntime, owned_task
 from .tasks.cron import TICK_TASK, install_cron, load_jobs, tick
@@ -39,6 +40,7 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     conf.worker_consumer = "leasegate.workers.consumer:LeasegateConsumer"  # quarantine bad input
     app.steps["worker"].add(StartupCheck)
     connect_signals()  # once per process, whatever the number of apps installed
+    connect_maintenance()  # the reaper, dlq sweep and artifact collection, on a timer
     if TASK_NAME not in app.tasks:
         owned_task(app, name=TASK_NAME)(image_generate)  # routed by task_routes
     if TICK_TASK not in app.tasks:
