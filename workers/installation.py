@@ -12,6 +12,7 @@ from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
 from .maintenance import connect as connect_maintenance
+from .redis_transport import NAMESPACE_OPTION, TRANSPORT, URL_OPTION
 from .signals import connect_signals
 from .tasks import WorkerRuntime, owned_task
 from .tasks.cron import TICK_TASK, install_cron, load_jobs, tick
@@ -29,6 +30,13 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     options = dict(conf.broker_transport_options or {})
     options["visibility_timeout"] = max(float(options.get("visibility_timeout", 0)),
                                         config.visibility_timeout)
+    url = str(conf.broker_url or "")
+    # rediss:// only with broker_use_ssl: kombu's rediss defaults come from the scheme's name
+    if (url.startswith("redis://") or (url.startswith("rediss://") and conf.broker_use_ssl)) \
+            and not conf.broker_transport:
+        # poison pushed straight onto a queue is quarantined, not fatal to the worker
+        conf.broker_transport = TRANSPORT
+        options[URL_OPTION], options[NAMESPACE_OPTION] = config.redis_url, config.namespace
     conf.broker_transport_options = options
     queues = list(conf.task_queues or [Queue(conf.task_default_queue)])  # type: ignore[no-untyped-call]
     if all(q.name != config.media_queue for q in queues):
