@@ -11,6 +11,7 @@ from .artifacts import (
     ArtifactRef,
     ArtifactStore,
     FileArtifactStore,
+    NamespacedArtifactStore,
     collect_artifacts,
     referenced_digests,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "ArtifactRef",
     "ArtifactStore",
     "FileArtifactStore",
+    "NamespacedArtifactStore",
     "collect_artifacts",
     "referenced_digests",
     # how owned tasks travel (Celery)

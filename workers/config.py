@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..broker import MIN_SECRET_BYTES, Envelope
+from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore
 
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
 
@@ -94,6 +94,11 @@ class WorkerConfig:
             max_retries=int(_float(env, "LEASEGATE_MAX_RETRIES", cls.max_retries,
                                    inclusive=True)),
         )
+
+    def artifact_store(self) -> NamespacedArtifactStore:
+        """This namespace's artifacts: ``<LEASEGATE_ARTIFACT_DIR>/<namespace>/``, so that
+        deployments sharing a volume never collect each other's images."""
+        return NamespacedArtifactStore(self.artifact_dir, self.namespace)
 
     def secrets(self) -> list[bytes]:
         """The signing secret first, then previous ones still accepted during a rotation; or

@@ -18,6 +18,13 @@ from .tasks import WorkerRuntime, owned_task
 from .tasks.cron import TICK_TASK, install_cron, load_jobs, tick
 
 
+def redbeat_prefix(namespace: str) -> str:
+    """redbeat's key prefix (schedule, lock) for a namespace: two deployments on one broker
+    must not share one beat lock. The default namespace keeps redbeat's own ``redbeat:``, so
+    an existing deployment's beat keeps its lock and schedule across the upgrade."""
+    return "redbeat:" if namespace == WorkerConfig.namespace else f"{namespace}:redbeat:"
+
+
 def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     """Configure ``app`` for owned tasks and register image_generate on it."""
     config = config or WorkerConfig.from_env()
@@ -45,6 +52,8 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}
     routes.setdefault(TASK_NAME, {"queue": config.media_queue})
     conf.task_routes = routes
+    if not conf.get("redbeat_key_prefix"):
+        conf.redbeat_key_prefix = redbeat_prefix(config.namespace)  # its schedule and lock
     conf.worker_consumer = "leasegate.workers.consumer:LeasegateConsumer"  # quarantine bad input
     app.steps["worker"].add(StartupCheck)
     connect_signals()  # once per process, whatever the number of apps installed

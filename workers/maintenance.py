@@ -19,8 +19,9 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from redis.exceptions import LockError, RedisError
 
-from ..broker import Client, FileArtifactStore, Reaper, collect_artifacts
+from ..broker import Client, Reaper, collect_artifacts
 from ..ownership import RegistryUnavailable
+from ..ownership import connect as connect_redis
 from .config import WorkerConfig
 
 log = logging.getLogger("leasegate.maintenance")
@@ -28,6 +29,7 @@ log = logging.getLogger("leasegate.maintenance")
 REAP_LIMIT = 1000          # callbacks settled per tick: bounds a tick's Redis work
 SWEEP_LIMIT = 10_000       # dead letters tombstoned per sweep
 MIN_LOCK_TTL = 60.0        # seconds: a lost holder blocks maintenance at most this long
+HOOKS_ONLY_INTERVAL = 30.0  # seconds between queue-claim refreshes with maintenance off
 
 
 def lock_key(namespace: str) -> str:
@@ -44,10 +46,10 @@ class Maintenance:
 
     def __init__(self, config: WorkerConfig, client: Client | None = None) -> None:
         self.config = config
-        self.client = client or Client.from_url(config.redis_url, config.namespace,
-                                                secret=config.secrets())
+        self.client = client or Client(connect_redis(config.redis_url), config.namespace,
+                                       secret=config.secrets())  # submits nothing: no Celery
         self.reaper = Reaper.for_client(self.client)
-        self.store = FileArtifactStore(config.artifact_dir)
+        self.store = config.artifact_store()
         self.lock_ttl = max(MIN_LOCK_TTL, 4 * config.maintenance_interval)
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
@@ -57,6 +59,8 @@ class Maintenance:
         """Run what is due if this worker holds the lock; None if another worker does."""
         for hook in self.hooks:
             hook()
+        if not self.config.maintenance_interval:
+            return None  # this worker only keeps its queue claims
         lock = self.client.redis.lock(lock_key(self.config.namespace), timeout=self.lock_ttl,
                                       blocking=False, thread_local=False)
         if not lock.acquire(token=uuid.uuid4().hex):
@@ -101,7 +105,7 @@ class Maintenance:
                 log.warning("leasegate maintenance round failed, retried next tick: %s", exc)
             except Exception:  # a bug must not end the timer: the promise depends on it
                 log.exception("leasegate maintenance round failed")
-            if self.stopped.wait(self.config.maintenance_interval):
+            if self.stopped.wait(self.config.maintenance_interval or HOOKS_ONLY_INTERVAL):
                 return
 
 
@@ -109,19 +113,31 @@ _running: dict[int, Maintenance] = {}
 
 
 def start_maintenance(sender: Any = None, **_: Any) -> None:
-    """worker_ready: start this worker's timer (unless LEASEGATE_MAINTENANCE_INTERVAL=0)."""
+    """worker_ready: start this worker's timer (with LEASEGATE_MAINTENANCE_INTERVAL=0 it only
+    refreshes the worker's queue claims)."""
     app = getattr(sender, "app", None)
     config: WorkerConfig | None = getattr(app, "leasegate_config", None)
-    if config is None or not config.maintenance_interval or id(app) in _running:
+    claims = getattr(app, "_leasegate_claims", None)
+    if config is None or id(app) in _running or not (config.maintenance_interval or claims):
         return
-    _running[id(app)] = Maintenance(config).start()
+    maintenance = Maintenance(config)
+    if claims is not None:
+        maintenance.hooks.append(claims.refresh)
+    _running[id(app)] = maintenance.start()
     log.info("leasegate maintenance every %g s (verdict grace %g s)",
              config.maintenance_interval, config.verdict_grace)
 
 
-def stop_maintenance(**_: Any) -> None:
+def stop_maintenance(sender: Any = None, **_: Any) -> None:
+    """worker_shutdown: stop the timer, and give back this worker's queue claims."""
     for maintenance in _running.values():
         maintenance.stop()
+    claims = getattr(getattr(sender, "app", None), "_leasegate_claims", None)
+    if claims is not None:
+        try:
+            claims.release()
+        except Exception as exc:  # they lapse after their TTL anyway
+            log.warning("could not release queue claims: %s", exc)
 
 
 def connect() -> None:

@@ -35,7 +35,7 @@ def setup(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterator
                           secret=SECRET.encode(), artifact_dir=str(tmp_path / "art"))
     app = install(Celery("cli-test", set_as_current=False), config)
     client = Client(redis_server.client(), namespace, secret=SECRET.encode())
-    yield app, client, FileArtifactStore(config.artifact_dir)
+    yield app, client, config.artifact_store()
     client.redis.close()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from leasegate.broker import HEADER, Client, FileArtifactStore, header_value
+from leasegate.broker import HEADER, Client, NamespacedArtifactStore, header_value
 from leasegate.broker.reaper import index_member, memo_key, pending_index_key
 from leasegate.ownership.testing import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
@@ -94,7 +94,7 @@ def test_a_worker_left_alone_sweeps_and_collects(redis_server: RedisServer, name
                            LEASEGATE_MAINTENANCE_INTERVAL="0.2",
                            LEASEGATE_DLQ_SWEEP_INTERVAL="0.5", LEASEGATE_COLLECT_INTERVAL="0.5",
                            LEASEGATE_COLLECT_GRACE="60")
-    store = FileArtifactStore(worker.artifact_dir)
+    store = NamespacedArtifactStore(worker.artifact_dir, namespace)
     stale = store.put(b"an image nobody references " + uuid.uuid4().bytes, "image/png")
     fresh = store.put(b"an image not yet delivered " + uuid.uuid4().bytes, "image/png")
     kept = store.put(b"an image an inbox references " + uuid.uuid4().bytes, "image/png")

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
-from ...broker import Client, FileArtifactStore
+from ...broker import Client
 from ...ownership import RegistryUnavailable, connect
 from ..config import WorkerConfig
 from .watch import OwnerWatch
@@ -29,7 +29,7 @@ class WorkerRuntime:
         # the worker's own app sends what runtimes running here (cron ticks) submit
         self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app)
         self.gate = self.client.gate
-        self.store = FileArtifactStore(config.artifact_dir)
+        self.store = config.artifact_store()
         self.watch = OwnerWatch(self, config.check_interval)
         self._resources: dict[str, Any] = {}
         self._lock = threading.Lock()
