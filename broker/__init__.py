@@ -11,6 +11,7 @@ from .artifacts import (
     ArtifactRef,
     ArtifactStore,
     FileArtifactStore,
+    NamespacedArtifactStore,
     collect_artifacts,
     referenced_digests,
 )
@@ -36,6 +37,7 @@ from .envelope import (
 )
 from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
+from .reaper import Reaper
 from .records import pack_body
 from .runtime import Client, ReleaseReport, Run
 from .settings import Settings
@@ -74,6 +76,7 @@ __all__ = [
     "ReplayResult",
     "STATES",
     "Stats",
+    "Reaper",
     # artifacts
     "ArtifactCorrupt",
     "ArtifactError",
@@ -81,6 +84,7 @@ __all__ = [
     "ArtifactRef",
     "ArtifactStore",
     "FileArtifactStore",
+    "NamespacedArtifactStore",
     "collect_artifacts",
     "referenced_digests",
     # how owned tasks travel (Celery)

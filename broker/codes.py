@@ -11,7 +11,8 @@ from ..ownership import ErrorCode
 # one; deadline_too_long from a worker that refused a verified envelope's deadline.
 REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
            "malformed", "bad_signature",
-           "deadline_too_long")
+           "deadline_too_long",
+           "no_verdict")  # the reaper's: still pending past its deadline plus a grace
 
 # What a worker delivers: a result, or the error that stopped it.
 KINDS = ("result", "error")

@@ -4,11 +4,14 @@ saying how to fix it."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, bootsteps
 
 from .config import ConfigError, WorkerConfig
+
+log = logging.getLogger("leasegate.workers")
 
 
 class StartupCheck(bootsteps.Step):  # type: ignore[misc]
@@ -19,6 +22,7 @@ class StartupCheck(bootsteps.Step):  # type: ignore[misc]
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         try:
             self.check(worker.app)
+            claim_queues(worker)
         except ConfigError as exc:
             # SystemExit: the worker stops with status 1 and this one line, not a traceback
             raise SystemExit(f"leasegate: worker refused to start: {exc}") from None
@@ -41,6 +45,20 @@ class StartupCheck(bootsteps.Step):  # type: ignore[misc]
         check_no_eviction(config.redis_url)
 
 
+def claim_queues(worker: Any) -> None:
+    """Claim the worker's queues for its namespace (redis brokers only), or refuse."""
+    app: Celery = worker.app
+    config: WorkerConfig = app.leasegate_config
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://")):
+        return
+    queues = list(app.amqp.queues.consume_from or app.amqp.queues)
+    claims = QueueClaims(url, config.namespace, [str(q) for q in queues],
+                         max(CLAIM_TTL, 4 * config.maintenance_interval))
+    claims.claim()
+    app._leasegate_claims = claims  # the maintenance timer refreshes them
+
+
 def check_no_eviction(redis_url: str) -> None:
     """An evicted lease or dead letter is lost data: Redis must refuse writes instead."""
     from ..ownership import connect
@@ -57,3 +75,93 @@ def check_no_eviction(redis_url: str) -> None:
             f"Redis maxmemory-policy is {policy!r}: it may evict leases and dead letters. "
             "Set `maxmemory-policy noeviction` (redis.conf, or CONFIG SET maxmemory-policy "
             "noeviction) on the Redis leasegate uses.")
+
+
+CLAIM_TTL = 120.0  # seconds a queue claim outlives its last refresh (worker gone: it lapses)
+
+
+def claim_key(queue: str) -> str:
+    """Not namespaced on purpose: the queue it guards is shared by every namespace."""
+    return f"leasegate:queue-claim:{queue}"
+
+
+class QueueClaims:
+    """The namespace a worker serves claims each queue it consumes in the broker Redis.
+
+    Celery's queue names are not namespaced: two deployments on one broker would take each
+    other's tasks (and quarantine them as ``bad_signature``). A worker whose queue another
+    namespace holds refuses to start; the maintenance timer refreshes the claims (TTL
+    ``CLAIM_TTL``), so they lapse once no worker of that namespace is left.
+    """
+
+    def __init__(self, broker_url: str, namespace: str, queues: list[str],
+                 ttl: float = CLAIM_TTL) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(broker_url)
+        self.namespace = namespace
+        self.queues = sorted(queues)
+        self.ttl_ms = int(ttl * 1000)
+
+    def holders(self) -> dict[str, str]:
+        """Claim (or refresh) every queue; the queues another namespace holds -> that one."""
+        import redis
+
+        taken: dict[str, str] = {}
+        for queue in self.queues:
+            key = claim_key(queue)
+            with self.client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)  # type: ignore[no-untyped-call]
+                        raw = pipe.get(key)
+                        holder = raw.decode() if isinstance(raw, bytes) else raw
+                        if holder not in (None, self.namespace):
+                            taken[queue] = str(holder)
+                            break
+                        pipe.multi()
+                        pipe.set(key, self.namespace, px=self.ttl_ms)
+                        pipe.execute()
+                        break
+                    except redis.WatchError:  # another worker claimed meanwhile: look again
+                        continue
+        return taken
+
+    def claim(self) -> None:
+        """At start-up: ConfigError naming the queue and its holder if one is taken."""
+        try:
+            taken = self.holders()
+        except Exception as exc:
+            raise ConfigError(f"cannot claim queues in the broker Redis ({exc})") from exc
+        if taken:
+            which = ", ".join(f"{q!r} (namespace {ns!r})" for q, ns in sorted(taken.items()))
+            raise ConfigError(
+                f"queue(s) {which} on this broker belong to another leasegate namespace than "
+                f"LEASEGATE_NAMESPACE={self.namespace!r}: both would take each other's tasks. "
+                "Give each deployment its own broker (another database number in "
+                "LEASEGATE_BROKER_URL) or other queue names (-Q, LEASEGATE_MEDIA_QUEUE).")
+
+    def release(self) -> None:
+        """At a clean shutdown: drop the claims this namespace holds. Another worker of the
+        namespace claims them again at its next refresh; a killed worker's claims lapse."""
+        import redis
+
+        for queue in self.queues:
+            key = claim_key(queue)
+            with self.client.pipeline() as pipe:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    held = pipe.get(key)
+                    if (held.decode() if isinstance(held, bytes) else held) == self.namespace:
+                        pipe.multi()
+                        pipe.delete(key)
+                        pipe.execute()
+                except redis.WatchError:  # changed meanwhile: no longer only ours to drop
+                    continue
+
+    def refresh(self) -> None:
+        """From the maintenance timer: keep the claims; log loudly if one was taken."""
+        taken = self.holders()
+        if taken:
+            log.error("leasegate: queue(s) %s now claimed by another namespace: this worker "
+                      "and theirs share tasks; stop one of them", sorted(taken.items()))

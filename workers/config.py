@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..broker import MIN_SECRET_BYTES, Envelope
+from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore
 
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
 
@@ -47,6 +47,14 @@ class WorkerConfig:
     max_retries: int = 5               # transient provider errors, same callback id each time
     cron_file: str | None = None       # JSON list of cron jobs (see leasegate.workers.tasks.cron)
     metrics_port: int | None = None    # a worker serves /metrics itself when set
+    # Background maintenance (workers/maintenance.py), one worker at a time per namespace.
+    # The grace outlasts a finishing task's own delivery (OUTAGE_PATIENCE, 30 s, of Redis
+    # outage included), so the reaper's no_verdict only stands in for a verdict that is lost.
+    verdict_grace: float = 60.0
+    maintenance_interval: float = 15.0  # 0: this worker runs no maintenance at all
+    dlq_sweep_interval: float = 300.0
+    collect_interval: float = 3600.0
+    collect_grace: float = 3600.0      # an unreferenced artifact younger than this is kept
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -74,9 +82,23 @@ class WorkerConfig:
             media_queue=env.get("LEASEGATE_MEDIA_QUEUE") or cls.media_queue,
             cron_file=env.get("LEASEGATE_CRON_FILE") or None,
             metrics_port=int(_float(env, "LEASEGATE_METRICS_PORT", 0, inclusive=True)) or None,
+            verdict_grace=_float(env, "LEASEGATE_VERDICT_GRACE", cls.verdict_grace,
+                                 inclusive=True),
+            maintenance_interval=_float(env, "LEASEGATE_MAINTENANCE_INTERVAL",
+                                        cls.maintenance_interval, inclusive=True),
+            dlq_sweep_interval=_float(env, "LEASEGATE_DLQ_SWEEP_INTERVAL",
+                                      cls.dlq_sweep_interval),
+            collect_interval=_float(env, "LEASEGATE_COLLECT_INTERVAL", cls.collect_interval),
+            collect_grace=_float(env, "LEASEGATE_COLLECT_GRACE", cls.collect_grace,
+                                 inclusive=True),
             max_retries=int(_float(env, "LEASEGATE_MAX_RETRIES", cls.max_retries,
                                    inclusive=True)),
         )
+
+    def artifact_store(self) -> NamespacedArtifactStore:
+        """This namespace's artifacts: ``<LEASEGATE_ARTIFACT_DIR>/<namespace>/``, so that
+        deployments sharing a volume never collect each other's images."""
+        return NamespacedArtifactStore(self.artifact_dir, self.namespace)
 
     def secrets(self) -> list[bytes]:
         """The signing secret first, then previous ones still accepted during a rotation; or

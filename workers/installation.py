@@ -11,9 +11,18 @@ from kombu.entity import Queue
 from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
+from .maintenance import connect as connect_maintenance
+from .redis_transport import NAMESPACE_OPTION, TRANSPORT, URL_OPTION
 from .signals import connect_signals
 from .tasks import WorkerRuntime, owned_task
 from .tasks.cron import TICK_TASK, install_cron, load_jobs, tick
+
+
+def redbeat_prefix(namespace: str) -> str:
+    """redbeat's key prefix (schedule, lock) for a namespace: two deployments on one broker
+    must not share one beat lock. The default namespace keeps redbeat's own ``redbeat:``, so
+    an existing deployment's beat keeps its lock and schedule across the upgrade."""
+    return "redbeat:" if namespace == WorkerConfig.namespace else f"{namespace}:redbeat:"
 
 
 def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
@@ -28,6 +37,13 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     options = dict(conf.broker_transport_options or {})
     options["visibility_timeout"] = max(float(options.get("visibility_timeout", 0)),
                                         config.visibility_timeout)
+    url = str(conf.broker_url or "")
+    # rediss:// only with broker_use_ssl: kombu's rediss defaults come from the scheme's name
+    if (url.startswith("redis://") or (url.startswith("rediss://") and conf.broker_use_ssl)) \
+            and not conf.broker_transport:
+        # poison pushed straight onto a queue is quarantined, not fatal to the worker
+        conf.broker_transport = TRANSPORT
+        options[URL_OPTION], options[NAMESPACE_OPTION] = config.redis_url, config.namespace
     conf.broker_transport_options = options
     queues = list(conf.task_queues or [Queue(conf.task_default_queue)])  # type: ignore[no-untyped-call]
     if all(q.name != config.media_queue for q in queues):
@@ -36,9 +52,12 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}
     routes.setdefault(TASK_NAME, {"queue": config.media_queue})
     conf.task_routes = routes
+    if not conf.get("redbeat_key_prefix"):
+        conf.redbeat_key_prefix = redbeat_prefix(config.namespace)  # its schedule and lock
     conf.worker_consumer = "leasegate.workers.consumer:LeasegateConsumer"  # quarantine bad input
     app.steps["worker"].add(StartupCheck)
     connect_signals()  # once per process, whatever the number of apps installed
+    connect_maintenance()  # the reaper, dlq sweep and artifact collection, on a timer
     if TASK_NAME not in app.tasks:
         owned_task(app, name=TASK_NAME)(image_generate)  # routed by task_routes
     if TICK_TASK not in app.tasks:

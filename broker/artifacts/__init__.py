@@ -4,6 +4,7 @@ modules: ``store`` knows files and digests, ``collector`` knows where Redis keep
 """
 
 from .collector import collect_artifacts, referenced_digests
+from .namespaced import NamespacedArtifactStore, namespace_dir
 from .store import (
     ArtifactCorrupt,
     ArtifactError,
@@ -22,8 +23,10 @@ __all__ = [
     "ArtifactRef",
     "ArtifactStore",
     "FileArtifactStore",
+    "NamespacedArtifactStore",
     "check_digest",
     "collect",
     "collect_artifacts",
+    "namespace_dir",
     "referenced_digests",
 ]

@@ -63,7 +63,7 @@ def test_documented_json_shapes_are_printed(redis_server: Any, namespace: str,
     from celery.bin.base import CLIContext
     from click.testing import CliRunner
 
-    from leasegate.broker import Client, FileArtifactStore
+    from leasegate.broker import Client
     from leasegate.workers import WorkerConfig, install
     from leasegate.workers.cli.dlq import dlq
     from leasegate.workers.cli.runs import runs
@@ -73,7 +73,7 @@ def test_documented_json_shapes_are_printed(redis_server: Any, namespace: str,
                           artifact_dir=str(tmp_path / "art"))
     app = install(Celery("deploy-test", set_as_current=False), config)
     client = Client(redis_server.client(), namespace, secret=secret)
-    store = FileArtifactStore(config.artifact_dir)
+    store = config.artifact_store()
     run = client.start_run("cron:docs", prompt="p", ttl=30)
     client.gate.deliver(run.envelope("image_generate", {"prompt": "x"}), result={"images": 1},
                         artifacts=[store.put(b"png", "image/png")])

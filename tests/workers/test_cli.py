@@ -35,7 +35,7 @@ def setup(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterator
                           secret=SECRET.encode(), artifact_dir=str(tmp_path / "art"))
     app = install(Celery("cli-test", set_as_current=False), config)
     client = Client(redis_server.client(), namespace, secret=SECRET.encode())
-    yield app, client, FileArtifactStore(config.artifact_dir)
+    yield app, client, config.artifact_store()
     client.redis.close()
 
 
@@ -229,6 +229,36 @@ def test_runs_ls_show_audit(setup: Any) -> None:
     dirty = invoke(app, runs, ["audit", "--json"])
     assert dirty.exit_code == 1
     assert json.loads(dirty.output)["problems"][0]["run_id"] == second.run_id
+
+
+def test_audit_skips_a_run_that_expires_between_scan_and_read(
+        setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run record may expire after SCAN found it and before the audit reads it: the audit
+    reports it as vanished and goes on, instead of crashing with a traceback."""
+    from leasegate.ownership import Registry
+
+    app, client, _store = setup
+    gone = client.start_run(f"cron:{uuid.uuid4().hex[:6]}", prompt="gone", ttl=30)
+    kept = client.start_run(f"cron:{uuid.uuid4().hex[:6]}", prompt="kept", ttl=30)
+    scan = Registry.runs
+
+    def scan_then_expire(self: Registry, *args: Any, **kwargs: Any) -> Iterator[
+            tuple[str, str]]:
+        for sk, rid in scan(self, *args, **kwargs):
+            if rid == gone.run_id:  # what retention does in that instant, on the real Redis
+                self.client.delete(client.keys.run(sk, rid))
+            yield sk, rid
+
+    monkeypatch.setattr(Registry, "runs", scan_then_expire)
+    out = invoke(app, runs, ["audit", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["problems"] == [] and report["runs_checked"] == 1
+    assert report["runs_vanished"] == [{"session_key": gone.session_key,
+                                        "run_id": gone.run_id}]
+    human = invoke(app, runs, ["audit"])
+    assert human.exit_code == 0 and "audited 1 run(s)" in human.output
+    assert kept.run_id not in human.output
 
 
 def celery_env(server: RedisServer, namespace: str, tmp_path: Path) -> dict[str, str]:

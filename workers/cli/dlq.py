@@ -35,10 +35,10 @@ if TYPE_CHECKING:
 
 
 def artifact_path(ctx: click.Context, digest: str) -> str | None:
-    from ...broker import ArtifactMissing, FileArtifactStore
+    from ...broker import ArtifactMissing
 
     try:
-        return FileArtifactStore(leasegate_config(ctx).artifact_dir).locate(digest)
+        return leasegate_config(ctx).artifact_store().locate(digest)
     except (ArtifactMissing, OSError):
         return None
 

@@ -46,12 +46,12 @@ def metrics(ctx: click.Context, port: int, addr: str, interval: float, once: boo
 @click.pass_context
 def collect_artifacts(ctx: click.Context, grace: str, dry_run: bool) -> None:
     """Remove stored images that no inbox or dead letter references any more."""
-    from ...broker import FileArtifactStore, referenced_digests
     from ...broker import collect_artifacts as collect
+    from ...broker import referenced_digests
 
     seconds = parse_duration(grace, "--grace")
     client = client_for(ctx)
-    store = FileArtifactStore(leasegate_config(ctx).artifact_dir)
+    store = leasegate_config(ctx).artifact_store()
     if dry_run:
         referenced = referenced_digests(client.redis, client.keys)
         unreferenced = [d for d in store.digests() if d not in referenced]

@@ -110,9 +110,14 @@ def audit(ctx: click.Context, as_json: bool) -> None:
     """Check every inbox: entry 1 is its prompt, and nothing in it belongs to another run."""
     client = client_for(ctx)
     problems: list[dict[str, Any]] = []
+    vanished: list[dict[str, str]] = []
     checked = 0
     for sk, rid in client.registry.runs():
-        run = client.attach(sk, rid)
+        try:
+            run = client.attach(sk, rid)
+        except LookupError:  # expired between the SCAN and this read: nothing left to audit
+            vanished.append({"session_key": sk, "run_id": rid})
+            continue
         entries = run.inbox.entries()
         checked += 1
         if not entries:
@@ -130,11 +135,12 @@ def audit(ctx: click.Context, as_json: bool) -> None:
                                  "problem": f"fence {e.provenance.get('fence')} is not the "
                                             f"run's fence {run.fence}"})
     if as_json:
-        emit_json({"runs_checked": checked, "problems": problems})
+        emit_json({"runs_checked": checked, "runs_vanished": vanished, "problems": problems})
     else:
         for p in problems:
             click.echo(f"PROBLEM run {p['run_id']} ({p['session_key']}) entry {p['seq']}: "
                        f"{p['problem']}")
-        click.echo(f"audited {checked} run(s): {len(problems)} problem(s)")
+        gone = f" ({len(vanished)} expired while auditing)" if vanished else ""
+        click.echo(f"audited {checked} run(s){gone}: {len(problems)} problem(s)")
     if problems:
         raise click.exceptions.Exit(1)

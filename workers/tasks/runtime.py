@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
-from ...broker import Client, FileArtifactStore, Settings
+from ...broker import Client, Settings
 from ...ownership import RegistryUnavailable, connect
 from ..config import WorkerConfig
 from .watch import OwnerWatch
@@ -34,7 +34,7 @@ class WorkerRuntime:
         self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app,
                              settings=Settings(max_deadline=config.max_deadline))
         self.gate = self.client.gate
-        self.store = FileArtifactStore(config.artifact_dir)
+        self.store = config.artifact_store()
         self.watch = OwnerWatch(self, config.check_interval)
         self._resources: dict[str, Any] = {}
         self._lock = threading.Lock()
