@@ -27,6 +27,26 @@ def test_docs_pages_exist_and_their_links_resolve() -> None:
             assert (path.parent / target).exists(), f"{rel(path)}: link to {target}"
 
 
+def heading_anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub's rules) gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_to_a_section_name_one_that_exists() -> None:
+    pages = [*DOCS.glob("*.md"), *DEPLOY.rglob("*.md"), DOCS.parent / "README.md"]
+    checked = 0
+    for path in pages:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", path.read_text()):
+            page = path.parent / target if target else path
+            if page.suffix != ".md" or not page.is_file():
+                continue
+            headings = re.findall(r"^#+ (.*)$", page.read_text(), re.MULTILINE)
+            assert anchor in {heading_anchor(h) for h in headings}, (
+                f"{rel(path)}: link to {target or path.name}#{anchor}: no such section")
+            checked += 1
+    assert checked > 20  # the reader found the docs' section links at all
+
+
 # -- the --json shapes docs/operating.md documents -------------------------------------------
 
 FREE_FORM = {"by_reason", "by_tool", "counters", "pending", "payload"}
