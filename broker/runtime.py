@@ -69,23 +69,26 @@ def check_callback_id(value: object) -> str:
 
 
 class Client:
-    def __init__(self, client: redis.Redis, namespace: str = "lg", *,
+    """A runtime's handle on one namespace: starts runs, and holds the gate, the registry and
+    the dead letters. ``redis_client`` is the redis-py client it talks through."""
+
+    def __init__(self, redis_client: redis.Redis, namespace: str = "lg", *,
                  secret: bytes | Sequence[bytes], settings: Settings | None = None,
                  celery_app: Any = None,
                  tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> None:
-        self.redis = client
+        self.redis = redis_client
         self.transport = Transport(celery_app)  # only for Run.submit and cancelling
         self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
         self.settings = settings or Settings()
         self.secrets = check_secrets(secret)
         self.keys = BrokerKeys(namespace)
         s = self.settings
-        self.registry = Registry(client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
+        self.registry = Registry(redis_client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
                                  retention=s.retention, companions=RUN_COMPANIONS)
-        self.scripts = Scripts(client, Path(__file__).parent / "commands",
+        self.scripts = Scripts(redis_client, Path(__file__).parent / "commands",
                                includes=(LUA_INCLUDES,))
-        self.gate = Gate(client, self.keys, self.scripts, self.secrets, s)
-        self.dead_letters = DeadLetters(client, self.keys, self.scripts, s)
+        self.gate = Gate(redis_client, self.keys, self.scripts, self.secrets, s)
+        self.dead_letters = DeadLetters(redis_client, self.keys, self.scripts, s)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "lg", *, secret: bytes | Sequence[bytes],

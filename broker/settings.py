@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ownership import check_seconds
+
 DAY = 86400.0
 
 
@@ -22,8 +24,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("retention", "dlq_max_age", "max_ttl", "max_park", "max_deadline"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+            check_seconds(name, getattr(self, name))
         for name in ("dlq_max_len", "dlq_body_cap", "max_envelope_bytes", "max_result_bytes",
                      "max_prompt_bytes"):
             if not getattr(self, name) >= 1:

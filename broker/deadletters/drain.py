@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from ...ownership import as_text, unavailable_as_error
+from ...ownership import as_text, check_seconds, unavailable_as_error
 from ..codes import QUARANTINED
-from .index import MAX_LIMIT, check_name, check_seconds
+from .index import MAX_LIMIT, check_name
 from .letter import DeadLetter, load_letters
 
 if TYPE_CHECKING:

@@ -32,14 +32,6 @@ def check_name(field: str, value: object, limit: int = 512) -> str:
     return value
 
 
-def check_seconds(name: str, value: object, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} seconds, got {value}")
-    return float(value)
-
-
 class LetterIndex:
     def __init__(self, client: redis.Redis, keys: BrokerKeys) -> None:
         self.client = client

@@ -19,6 +19,7 @@ from ...ownership import (
     ErrorCode,
     Scripts,
     as_text,
+    check_seconds,
     glob_escape,
     server_time_ms,
     unavailable_as_error,
@@ -27,7 +28,7 @@ from ..codes import REASONS, REPLAY_REFUSALS, STATES
 from ..keys import BrokerKeys
 from ..settings import Settings
 from . import drain as draining
-from .index import MAX_LIMIT, LetterIndex, check_name, check_seconds
+from .index import MAX_LIMIT, LetterIndex, check_name
 from .letter import (
     DeadLetter,
     LetterGone,

@@ -7,7 +7,7 @@ import getpass
 import json
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -42,6 +42,23 @@ class ReasonOption(click.Option):
 
         self.help = "only letters with this reason: " + ", ".join(REASONS)
         return super().get_help_record(ctx)
+
+
+class LazyChoice(click.Choice):  # type: ignore[type-arg]
+    """A Choice whose values are loaded when first needed, not when the module is imported:
+    every ``celery`` invocation imports the CLI modules, and most never use these."""
+
+    def __init__(self, load: Callable[[], Sequence[str]]) -> None:
+        self._load = load
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return tuple(self._load())
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # click's own __init__ sets it; the loader is the source
 
 
 def check_reason(reason: str | None) -> None:

@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 import click
 from celery.bin.base import CeleryCommand
 
-from ...ownership import RunState
-from .common import Group, age, client_for, emit_json, fail, table
+from .common import Group, LazyChoice, age, client_for, emit_json, fail, table
 
 if TYPE_CHECKING:
     from ...broker import Client, Run
     from ...ownership import RunStatus
 
-STATES = tuple(state.value for state in RunState if state is not RunState.UNKNOWN)
 
 
 def status_json(status: RunStatus, now: float) -> dict[str, Any]:
@@ -30,13 +28,21 @@ def status_json(status: RunStatus, now: float) -> dict[str, Any]:
             "age_seconds": None if status.created_at is None else now - status.created_at}
 
 
+
+def run_states() -> list[str]:
+    """The states a run can be listed by: RunState's, but 'unknown' (no record to list)."""
+    from ...ownership import RunState
+
+    return [state.value for state in RunState if state is not RunState.UNKNOWN]
+
+
 @click.group(name="runs", cls=Group)
 def runs() -> None:
     """Runs of session keys: leases, fences, inboxes."""
 
 
 @runs.command(name="ls", cls=CeleryCommand)
-@click.option("--state", type=click.Choice(STATES))
+@click.option("--state", type=LazyChoice(run_states))
 @click.option("--session", "session_key")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

@@ -21,7 +21,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from ...broker import Run
-from ...ownership import LeaseHeld, check_session_key
+from ...ownership import LeaseHeld, check_seconds, check_session_key
 
 log = logging.getLogger("leasegate.workers")
 TICK_TASK = "leasegate.cron_tick"
@@ -50,10 +50,9 @@ class CronJob:
             if len(self.schedule.split()) != 5:
                 raise ValueError(f"schedule must be seconds or 5 crontab fields, "
                                  f"got {self.schedule!r}")
-        elif not self.schedule > 0:
-            raise ValueError(f"schedule must be > 0 seconds, got {self.schedule}")
-        if not self.ttl > 0:
-            raise ValueError(f"ttl must be > 0 seconds, got {self.ttl}")
+        else:
+            check_seconds("schedule", self.schedule)
+        check_seconds("ttl", self.ttl)
 
     def celery_schedule(self) -> Any:
         if isinstance(self.schedule, str):
