@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ...ownership import as_text
+from ...ownership import RunState, as_text
 
 if TYPE_CHECKING:
     from ...broker import Client
@@ -79,7 +79,7 @@ class RedisCollector(Collector):
     def _leases(self) -> dict[str, int]:
         keys = [self.client.keys.run(sk, rid) for sk, rid in self.client.registry.runs()]
         now = self.client.server_time_ms()
-        counts = {"live": 0, "parked": 0}
+        counts = {state.value: 0 for state in RunState if state.alive}  # live, parked
         with self.client.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(key, "state", "exp")
