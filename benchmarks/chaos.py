@@ -83,7 +83,7 @@ WORKER_ENV = {
     "LEASEGATE_MAINTENANCE_INTERVAL": "1",
 }
 HARD_LIMIT_SETTLE = 45.0  # no hard_limit submit later than this before the budget ends
-EXTRA_TOOLS = (("hard_limit", 0.06), ("oversized", 0.06))  # share of submits each
+EXTRA_TOOLS = (("hard_limit", 0.08), ("oversized", 0.06))  # share of submits each
 
 
 # -- the driver's own record ------------------------------------------------------------------
@@ -522,7 +522,8 @@ def check(client: Client, record: Record) -> Findings:
         out.counts[f"quarantined:{reason}"] += 1
         body = letter.get("body") or b""
         if reason == "malformed" and not cb:  # poison: no owner; checked against the pushes
-            malformed.append(letter.get("raw") or b"")
+            raw = letter.get("raw")
+            malformed.append(raw if isinstance(raw, bytes) else b"")
             continue
         if reason == "no_verdict":
             no_verdict.append(cb)
