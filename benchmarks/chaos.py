@@ -9,7 +9,12 @@ runtime stops renewing: the lease expires; that is what a SIGKILLed runtime leav
 Meanwhile a fault thread SIGKILLs a prefork child (Celery requeues its task at once) or a
 whole worker, main process and children (its unacknowledged messages come back after the
 visibility timeout), and restarts it; Redis (AOF, ``appendfsync always``) is SIGKILLed and
-restarted once, half way.
+restarted once, half way, while runs release with ``cancel_pending`` (revocations in the
+outage), and again at three quarters after the end of its AOF is cut (acknowledged writes
+lost). Some callbacks use the drill's own tools: ``hard_limit`` (killed by a hard time limit:
+only the reaper's ``no_verdict`` can answer) and ``oversized`` (a result over the limit:
+``result_too_large``); poison is pushed onto the queue. See benchmarks/chaos_faults.py for
+those faults and what the checker accepts after the data loss.
 
 The driver keeps its own record: every run (session key, run id, fence, prompt, and the server
 time of each lifecycle change: created, lease expiry after each renew/park, release, the next
@@ -50,7 +55,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,15 +66,13 @@ from leasegate.broker.inbox import Entry
 from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
 from leasegate.ownership.testing import RedisServer
 
-from .chaos_faults import TOOLS, Loss, PoisonLog, cut_aof_tail, write_marks
+from .chaos_faults import TOOLS, TRANSIENT, Faults, Loss, PoisonLog, retrying
 from .common import SECRET, Worker, wait_until
 
 T = TypeVar("T")
 WORKERS = 3
 LIVE_WORKERS: list[Worker] = []  # for the watchdog
 LIVE_SERVERS: list[RedisServer] = []
-TRANSIENT = (RegistryUnavailable, redis.exceptions.ConnectionError,
-             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 FATES = (("finish", 35), ("fail", 15), ("park", 20), ("supersede", 15), ("die", 15))
 WORKER_ENV = {
     "LEASEGATE_GENERATOR_LATENCY": "0.3",
@@ -151,19 +153,6 @@ class RecordingRun(Run):
 
 
 # -- calls that ride through a Redis restart -------------------------------------------------
-
-def retrying(call: Callable[[], T], record: Record, timeout: float = 30.0) -> T:
-    """Call until Redis answers (a restart takes a moment); only for idempotent calls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except TRANSIENT:
-            record.count("driver_retries")
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # polling pace while Redis is away
-
 
 class Driver:
     def __init__(self, client: Client, record: Record, rng: random.Random, jobs: int,
@@ -338,124 +327,6 @@ class Driver:
 
 
 # -- faults -----------------------------------------------------------------------------------
-
-class Faults(threading.Thread):
-    def __init__(self, workers: list[Worker], server: RedisServer, driver: Driver,
-                 interval: float, redis_restart: Callable[[], bool],
-                 aof_loss: Callable[[], bool], redis_down: float) -> None:
-        super().__init__(name="chaos-faults", daemon=True)
-        self.redis_down = redis_down
-        self.workers, self.server, self.driver = workers, server, driver
-        self.record, self.rng = driver.record, driver.rng
-        self.interval = interval
-        self.redis_restart_due = redis_restart
-        self.aof_loss_due = aof_loss
-        self.stop = threading.Event()
-        self.redis_restarted = False
-        self.poison_pushed = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            plan = ["child", "worker"]  # at least one of each, then at random
-            while not self.stop.wait(self.rng.uniform(0.5, 1.5) * self.interval):
-                self.push_poison()
-                if not self.redis_restarted and self.redis_restart_due():
-                    self.restart_redis()
-                    continue
-                if self.redis_restarted and self.record.loss is None and self.aof_loss_due():
-                    self.restart_losing_tail()
-                    continue
-                kind = plan.pop(0) if plan else self.rng.choice(("child", "child", "worker"))
-                self.kill(kind)
-        except BaseException as exc:  # reported by the driver
-            self.error = exc
-
-    def push_poison(self, pushes: int = 4) -> None:
-        """One poison item per fault tick until ``pushes`` (before any data loss)."""
-        while self.poison_pushed < pushes and self.record.loss is None:
-            retrying(lambda: self.record.poison.push(self.driver.client.redis,
-                                                     self.poison_pushed), self.record)
-            self.poison_pushed += 1
-            self.record.count("poison_pushed")
-            if self.poison_pushed % 2 == 1:
-                return
-
-    def kill(self, kind: str) -> None:
-        worker = self.rng.choice(self.workers)
-        if kind == "child":
-            children = worker.children()
-            if not children:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.rng.choice(children), 9)
-            self.record.count("kill_child")
-            return
-        worker.kill()
-        self.record.count("kill_worker")
-        worker.start()
-        self.record.count("restart_worker")
-
-    def restart_redis(self) -> None:
-        """SIGKILL (AOF with appendfsync always loses nothing acknowledged) and restart; runs
-        release with cancel_pending just before the kill and while Redis is down."""
-        victims = []
-        for _ in range(3):
-            run, rec = self.driver.start("revoke", ttl=20.0)
-            self.record.count("fate_revoke")
-            for _ in range(2):
-                self.driver.submit(run, rec, tool="image_generate")
-            victims.append((run, rec))
-        self.driver.release(*victims[0], "cancelled", cancel=True)
-        self.record.count("revoked_before_restart")
-        before = self.driver.now_ms()
-        self.server.kill()
-        revokers = [threading.Thread(target=self.revoke_in_outage, args=(run, rec, before),
-                                     name="chaos-revoke", daemon=True)
-                    for run, rec in victims[1:]]
-        for t in revokers:
-            t.start()
-        self.stop.wait(self.redis_down)  # the outage lasts this long (a real restart takes time)
-        self.server.start()
-        for t in revokers:
-            t.join(60)
-        self.redis_restarted = True
-        self.record.count("restart_redis")
-
-    def revoke_in_outage(self, run: RecordingRun, rec: RunRecord, before: int) -> None:
-        """release(cancel_pending=True) while Redis is down: retried until it answers."""
-        deadline, failed = time.monotonic() + 45, 0
-        while True:
-            try:
-                run.release("cancelled", cancel_pending=True)
-                break
-            except Exception:  # Redis (registry and broker) is away: try again
-                failed += 1
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # polling pace while Redis is away
-        # it ran after the kill (server time ``before``) and before this read
-        rec.released_before_ms, rec.released_after_ms = before, self.driver.now_ms()
-        self.record.count("revoked_in_outage" if failed else "revoked_after_outage")
-
-    def restart_losing_tail(self) -> None:
-        """SIGKILL, cut the end of the AOF, restart: the acknowledged writes of the last
-        moments are lost. A mark written until the kill bounds what may be lost."""
-        r = self.driver.client.redis
-        key = f"{self.driver.client.keys.namespace}:chaos:aof-mark"
-        first = retrying(lambda: write_marks(r, key, self.stop, 1.0), self.record)
-        killed = self.driver.now_ms()
-        self.server.kill()
-        cut = cut_aof_tail(self.server.directory, self.rng)
-        self.stop.wait(self.redis_down)
-        self.server.start()
-        restarted = self.driver.now_ms()
-        mark = retrying(lambda: r.get(key), self.record)
-        self.record.loss = Loss(int(mark) if mark else first, killed, restarted, cut,
-                                mark is not None)
-        self.record.count("restart_redis")
-        self.record.count("aof_tail_lost")
-
 
 # -- the check ---------------------------------------------------------------------------------
 

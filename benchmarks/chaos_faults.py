@@ -1,6 +1,7 @@
-"""The chaos drill's later faults, kept apart from its driver (benchmarks/chaos.py): poison on
-the queue, a Redis restart that loses the end of its AOF, and what the checker must then
-accept, because each fault changes what a right ending is for some callbacks.
+"""The chaos drill's faults, kept apart from its driver and checker (benchmarks/chaos.py):
+worker kills, Redis restarts (one with revocations in the outage, one that loses the end of
+its AOF), poison on the queue, and what the checker must then accept, because some faults
+change what a right ending is for some callbacks.
 
 - Poison: raw items that are not Celery messages, pushed straight onto the workers' queue;
   each distinct item must end as exactly one ``malformed`` dead letter holding its bytes.
@@ -14,13 +15,30 @@ accept, because each fault changes what a right ending is for some callbacks.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
+
+from leasegate.ownership import RegistryUnavailable
+from leasegate.ownership.testing import RedisServer
+
+from .common import Worker
+
+if TYPE_CHECKING:
+    from .chaos import Driver, Record, RecordingRun, RunRecord
+
+T = TypeVar("T")
+TRANSIENT = (RegistryUnavailable, redis.exceptions.ConnectionError,
+             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
 QUEUE = "media"  # the queue the drill's workers consume
 # The drill's tools (benchmarks.apps:chaos declares the two of its own) and their routes.
@@ -100,3 +118,134 @@ def cut_aof_tail(directory: str, rng: random.Random) -> int:
     with last.open("r+b") as handle:
         handle.truncate(size - cut)
     return cut
+
+
+def retrying(call: Callable[[], T], record: Record, timeout: float = 30.0) -> T:
+    """Call until Redis answers (a restart takes a moment); only for idempotent calls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except TRANSIENT:
+            record.count("driver_retries")
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling pace while Redis is away
+
+
+class Faults(threading.Thread):
+    def __init__(self, workers: list[Worker], server: RedisServer, driver: Driver,
+                 interval: float, redis_restart: Callable[[], bool],
+                 aof_loss: Callable[[], bool], redis_down: float) -> None:
+        super().__init__(name="chaos-faults", daemon=True)
+        self.redis_down = redis_down
+        self.workers, self.server, self.driver = workers, server, driver
+        self.record, self.rng = driver.record, driver.rng
+        self.interval = interval
+        self.redis_restart_due = redis_restart
+        self.aof_loss_due = aof_loss
+        self.stop = threading.Event()
+        self.redis_restarted = False
+        self.poison_pushed = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            plan = ["child", "worker"]  # at least one of each, then at random
+            while not self.stop.wait(self.rng.uniform(0.5, 1.5) * self.interval):
+                self.push_poison()
+                if not self.redis_restarted and self.redis_restart_due():
+                    self.restart_redis()
+                    continue
+                if self.redis_restarted and self.record.loss is None and self.aof_loss_due():
+                    self.restart_losing_tail()
+                    continue
+                kind = plan.pop(0) if plan else self.rng.choice(("child", "child", "worker"))
+                self.kill(kind)
+        except BaseException as exc:  # reported by the driver
+            self.error = exc
+
+    def push_poison(self, pushes: int = 4) -> None:
+        """One poison item per fault tick until ``pushes`` (before any data loss)."""
+        while self.poison_pushed < pushes and self.record.loss is None:
+            retrying(lambda: self.record.poison.push(self.driver.client.redis,
+                                                     self.poison_pushed), self.record)
+            self.poison_pushed += 1
+            self.record.count("poison_pushed")
+            if self.poison_pushed % 2 == 1:
+                return
+
+    def kill(self, kind: str) -> None:
+        worker = self.rng.choice(self.workers)
+        if kind == "child":
+            children = worker.children()
+            if not children:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.rng.choice(children), 9)
+            self.record.count("kill_child")
+            return
+        worker.kill()
+        self.record.count("kill_worker")
+        worker.start()
+        self.record.count("restart_worker")
+
+    def restart_redis(self) -> None:
+        """SIGKILL (AOF with appendfsync always loses nothing acknowledged) and restart; runs
+        release with cancel_pending just before the kill and while Redis is down."""
+        victims = []
+        for _ in range(3):
+            run, rec = self.driver.start("revoke", ttl=20.0)
+            self.record.count("fate_revoke")
+            for _ in range(2):
+                self.driver.submit(run, rec, tool="image_generate")
+            victims.append((run, rec))
+        self.driver.release(*victims[0], "cancelled", cancel=True)
+        self.record.count("revoked_before_restart")
+        before = self.driver.now_ms()
+        self.server.kill()
+        revokers = [threading.Thread(target=self.revoke_in_outage, args=(run, rec, before),
+                                     name="chaos-revoke", daemon=True)
+                    for run, rec in victims[1:]]
+        for t in revokers:
+            t.start()
+        self.stop.wait(self.redis_down)  # the outage lasts this long (a real restart takes time)
+        self.server.start()
+        for t in revokers:
+            t.join(60)
+        self.redis_restarted = True
+        self.record.count("restart_redis")
+
+    def revoke_in_outage(self, run: RecordingRun, rec: RunRecord, before: int) -> None:
+        """release(cancel_pending=True) while Redis is down: retried until it answers."""
+        deadline, failed = time.monotonic() + 45, 0
+        while True:
+            try:
+                run.release("cancelled", cancel_pending=True)
+                break
+            except Exception:  # Redis (registry and broker) is away: try again
+                failed += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # polling pace while Redis is away
+        # it ran after the kill (server time ``before``) and before this read
+        rec.released_before_ms, rec.released_after_ms = before, self.driver.now_ms()
+        self.record.count("revoked_in_outage" if failed else "revoked_after_outage")
+
+    def restart_losing_tail(self) -> None:
+        """SIGKILL, cut the end of the AOF, restart: the acknowledged writes of the last
+        moments are lost. A mark written until the kill bounds what may be lost."""
+        r = self.driver.client.redis
+        key = f"{self.driver.client.keys.namespace}:chaos:aof-mark"
+        first = retrying(lambda: write_marks(r, key, self.stop, 1.0), self.record)
+        killed = self.driver.now_ms()
+        self.server.kill()
+        cut = cut_aof_tail(self.server.directory, self.rng)
+        self.stop.wait(self.redis_down)
+        self.server.start()
+        restarted = self.driver.now_ms()
+        mark = retrying(lambda: r.get(key), self.record)
+        self.record.loss = Loss(int(mark) if mark else first, killed, restarted, cut,
+                                mark is not None)
+        self.record.count("restart_redis")
+        self.record.count("aof_tail_lost")
