@@ -488,8 +488,10 @@ def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | 
 
 # -- the checker's own check --------------------------------------------------------------------
 
+SELF_TESTS = 6
+
 def self_test(client: Client, record: Record) -> list[str]:
-    """Corrupt the settled data five ways, one at a time, and confirm ``check`` reports each
+    """Corrupt the settled data six ways, one at a time, and confirm ``check`` reports each
     (then undo it). Returns what went undetected."""
     r, keys = client.redis, client.keys
     runs = [rec for rec in record.runs.values() if rec.created_ms is not None]
@@ -546,6 +548,20 @@ def self_test(client: Client, record: Record) -> list[str]:
     r.rename(lettered[0], hidden)
     expect("lost", "ended in 0 places")
     r.rename(hidden, lettered[0])
+
+    def reason(key: str) -> tuple[str, str]:
+        cb = (r.hget(key, "cb") or b"").decode()
+        return record.callbacks[cb].tool, (r.hget(key, "reason") or b"").decode()
+
+    # a no_verdict letter for a callback whose task could have answered
+    plain = next((k for k in lettered if reason(k)[0] != "hard_limit"
+                  and reason(k)[1] != "no_verdict"), None)
+    if plain is None:
+        return [*missed, "no_verdict (no letter to plant it on)"]
+    was = reason(plain)[1]
+    r.hset(plain, "reason", "no_verdict")
+    expect("no_verdict", "got a no_verdict letter")
+    r.hset(plain, "reason", was)
     return missed
 
 
@@ -651,7 +667,8 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             findings = check(client, record)
             if self_testing:
                 missed = self_test(client, record)
-                info["self_test"] = f"{5 - len(missed)}/5 corruptions detected" + (
+                found = SELF_TESTS - len(missed)
+                info["self_test"] = f"{found}/{SELF_TESTS} corruptions detected" + (
                     f", missed: {', '.join(missed)}" if missed else "")
                 for name in missed:
                     findings.bad(f"self-test: the check missed a planted {name}")
@@ -761,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-down", type=float, default=2.0,
                         help="seconds Redis stays down when it is restarted")
     parser.add_argument("--self-test", action="store_true",
-                        help="afterwards, plant five kinds of violation and confirm the check "
+                        help="afterwards, plant six kinds of violation and confirm the check "
                              "reports each")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("--keep-logs", type=Path, default=None,

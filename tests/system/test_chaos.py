@@ -36,7 +36,7 @@ def test_chaos_drill_has_no_violations() -> None:
     assert lines and lines[-1] == "violations=0", output
     assert done.returncode == 0, output
     summary = "\n".join(lines)
-    assert "self-test: 5/5 corruptions detected" in summary, output
+    assert "self-test: 6/6 corruptions detected" in summary, output
     assert "redis=2" in summary, output  # Redis really was restarted, twice
     faults = next(line for line in lines if line.startswith("faults: "))
     counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", faults)}
