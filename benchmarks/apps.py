@@ -8,6 +8,10 @@
 - ``benchmarks.apps:chaos``: the bundled worker setup (``install`` with image_generate), with
   the Redis transport told to look for abandoned messages every second, so that the messages
   of a SIGKILLed worker come back one visibility timeout later instead of up to ~100 s later.
+  Two more owned tasks give the drill its own faults: ``chaos.hard_limit`` (tool
+  ``hard_limit``) sleeps past its hard ``time_limit`` of 1 s, so Celery kills it and only the
+  reaper can give its ``no_verdict``; ``chaos.oversized`` (tool ``oversized``) returns more
+  than the 256 KiB result limit, so its verdict is a ``result_too_large`` error.
 
 Configuration comes from the ``LEASEGATE_*`` environment (as the bundled app) plus
 ``BENCH_QUEUE``, the queue the no-op tasks are consumed from.
@@ -16,6 +20,7 @@ Configuration comes from the ``LEASEGATE_*`` environment (as the bundled app) pl
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import redis
@@ -24,6 +29,8 @@ from celery import Celery
 from leasegate.workers.config import WorkerConfig
 from leasegate.workers.installation import install
 from leasegate.workers.tasks.owned import OwnedContext, OwnedResult, owned_task
+
+from .chaos_faults import CHAOS_TASKS
 
 QUEUE = os.environ.get("BENCH_QUEUE", "bench")
 PLAIN_TASK = "bench.plain_noop"
@@ -84,3 +91,20 @@ chaos.conf.broker_transport_options = {
     "unacked_restore_throttle": 1,   # ...each time (defaults: 10 s x every 10th = ~100 s)
     "unacked_mutex_expire": 5,       # a worker killed mid-sweep blocks others 5 s, not 300 s
 }
+
+HARD_LIMIT_S = 1
+OVERSIZED_BYTES = 300 * 1024  # over Settings.max_result_bytes (256 KiB)
+
+
+def hard_limit(ctx: OwnedContext, **_: Any) -> OwnedResult:
+    time.sleep(60)  # the hard time limit kills the pool process long before this returns
+    return OwnedResult(payload={})
+
+
+def oversized(ctx: OwnedContext, **_: Any) -> OwnedResult:
+    return OwnedResult(payload={"blob": b"x" * OVERSIZED_BYTES})
+
+
+owned_task(chaos, name=CHAOS_TASKS["hard_limit"][0], tool="hard_limit",
+           time_limit=HARD_LIMIT_S)(hard_limit)
+owned_task(chaos, name=CHAOS_TASKS["oversized"][0], tool="oversized")(oversized)

@@ -9,7 +9,12 @@ runtime stops renewing: the lease expires; that is what a SIGKILLed runtime leav
 Meanwhile a fault thread SIGKILLs a prefork child (Celery requeues its task at once) or a
 whole worker, main process and children (its unacknowledged messages come back after the
 visibility timeout), and restarts it; Redis (AOF, ``appendfsync always``) is SIGKILLed and
-restarted once, half way.
+restarted once, half way, while runs release with ``cancel_pending`` (revocations in the
+outage), and again at three quarters after the end of its AOF is cut (acknowledged writes
+lost). Some callbacks use the drill's own tools: ``hard_limit`` (killed by a hard time limit:
+only the reaper's ``no_verdict`` can answer) and ``oversized`` (a result over the limit:
+``result_too_large``); poison is pushed onto the queue. See benchmarks/chaos_faults.py for
+those faults and what the checker accepts after the data loss.
 
 The driver keeps its own record: every run (session key, run id, fence, prompt, and the server
 time of each lifecycle change: created, lease expiry after each renew/park, release, the next
@@ -50,7 +55,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,21 +66,26 @@ from leasegate.broker.inbox import Entry
 from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
 from leasegate.ownership.testing import RedisServer
 
+from .chaos_faults import TOOLS, TRANSIENT, Faults, Loss, PoisonLog, retrying
 from .common import SECRET, Worker, wait_until
 
 T = TypeVar("T")
 WORKERS = 3
 LIVE_WORKERS: list[Worker] = []  # for the watchdog
 LIVE_SERVERS: list[RedisServer] = []
-TRANSIENT = (RegistryUnavailable, redis.exceptions.ConnectionError,
-             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 FATES = (("finish", 35), ("fail", 15), ("park", 20), ("supersede", 15), ("die", 15))
 WORKER_ENV = {
     "LEASEGATE_GENERATOR_LATENCY": "0.3",
     "LEASEGATE_CHECK_INTERVAL": "0.2",
     "LEASEGATE_MAX_DEADLINE": "5",
     "LEASEGATE_VISIBILITY_TIMEOUT": "8",
+    # the reaper, small: a hard-time-limited task's no_verdict comes before the drill settles;
+    # the grace still outlasts a redelivery after a worker kill (visibility 8 s + 1 s sweep)
+    "LEASEGATE_VERDICT_GRACE": "20",
+    "LEASEGATE_MAINTENANCE_INTERVAL": "1",
 }
+HARD_LIMIT_SETTLE = 45.0  # no hard_limit submit later than this before the budget ends
+EXTRA_TOOLS = (("hard_limit", 0.08), ("oversized", 0.06))  # share of submits each
 
 
 # -- the driver's own record ------------------------------------------------------------------
@@ -94,6 +103,8 @@ class RunRecord:
     released_before_ms: int | None = None   # release happened in (before, after]
     released_after_ms: int | None = None
     callbacks: list[str] = field(default_factory=list)
+    max_exp_ms: int = 0                 # the longest expiry any answered call set
+    touched_ms: list[int] = field(default_factory=list)  # server times of lease changes
 
 
 @dataclass
@@ -104,6 +115,9 @@ class CallbackRecord:
     fence: int
     deadline_ms: int
     outcome: str = "pending"   # submitted | refused (never sent) | uncertain (send failed)
+    tool: str = "image_generate"
+    began_ms: int | None = None     # the submit call ran within (began, ended], server time
+    ended_ms: int | None = None
 
 
 class Record:
@@ -112,6 +126,8 @@ class Record:
         self.runs: dict[tuple[str, str], RunRecord] = {}
         self.callbacks: dict[str, CallbackRecord] = {}
         self.events: Counter[str] = Counter()
+        self.poison = PoisonLog()
+        self.loss: Loss | None = None
 
     def count(self, event: str, n: int = 1) -> None:
         with self.lock:
@@ -138,25 +154,14 @@ class RecordingRun(Run):
 
 # -- calls that ride through a Redis restart -------------------------------------------------
 
-def retrying(call: Callable[[], T], record: Record, timeout: float = 30.0) -> T:
-    """Call until Redis answers (a restart takes a moment); only for idempotent calls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except TRANSIENT:
-            record.count("driver_retries")
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # polling pace while Redis is away
-
-
 class Driver:
-    def __init__(self, client: Client, record: Record, rng: random.Random, jobs: int) -> None:
+    def __init__(self, client: Client, record: Record, rng: random.Random, jobs: int,
+                 hard_limit_until: float = 0.0) -> None:
         self.client = client
         self.record = record
         self.rng = rng
         self.jobs = [f"cron:job-{i}" for i in range(jobs)]
+        self.hard_limit_until = hard_limit_until  # monotonic: later ones could not settle
 
     def now_ms(self) -> int:
         return retrying(self.client.server_time_ms, self.record)
@@ -191,7 +196,7 @@ class Driver:
                 self.record.count("start_reply_lost")
                 break
         rec.fence, rec.created_ms = lease.fence, created
-        rec.exp_ms = round(lease.expires_at * 1000)
+        rec.exp_ms = rec.max_exp_ms = round(lease.expires_at * 1000)
         return RecordingRun(self.client, lease, self.record), rec
 
     def renew(self, run: RecordingRun, rec: RunRecord, park: float | None = None) -> bool:
@@ -201,34 +206,56 @@ class Driver:
             lease = run.renew() if park is None else run.park(until=park)
             # the latest call that answered sets the expiry exactly (it may also shorten it)
             rec.exp_ms = round(lease.expires_at * 1000)
+            rec.max_exp_ms = max(rec.max_exp_ms, rec.exp_ms)
+            rec.touched_ms.append(rec.exp_ms - duration)
             return True
         except LeaseLost:
             return False
         except TRANSIENT:
             # it may have run before the reply was lost: the lease may reach this far
             rec.exp_ms = max(rec.exp_ms, self.now_ms() + duration)
+            rec.max_exp_ms = max(rec.max_exp_ms, rec.exp_ms)
+            rec.touched_ms.append(rec.exp_ms - duration)
             self.record.count("renew_reply_lost")
             return True
 
-    def release(self, run: RecordingRun, rec: RunRecord, outcome: str) -> None:
+    def release(self, run: RecordingRun, rec: RunRecord, outcome: str,
+                cancel: bool = False) -> None:
         before = self.now_ms()
-        retrying(lambda: run.release(outcome), self.record)  # type: ignore[arg-type]
+        retrying(lambda: run.release(outcome, cancel_pending=cancel),  # type: ignore[arg-type]
+                 self.record)
         rec.released_before_ms, rec.released_after_ms = before, self.now_ms()
 
-    def submit(self, run: RecordingRun, rec: RunRecord) -> None:
+    def pick_tool(self) -> str:
+        roll = self.rng.random()
+        for tool, share in EXTRA_TOOLS:
+            if roll < share and (tool != "hard_limit" or time.monotonic() < self.hard_limit_until):
+                return tool
+            roll -= share
+        return "image_generate"
+
+    def submit(self, run: RecordingRun, rec: RunRecord, tool: str | None = None) -> None:
         run.last = None
         outcome = "submitted"
+        tool = tool or self.pick_tool()
+        # hard_limit: the deadline outlasts the 1 s time limit, so the kill comes first
+        deadline = 2.5 if tool == "hard_limit" else self.rng.uniform(3.0, 5.0)
+        began = self.now_ms()
         try:
-            run.submit("image_generate", prompt=f"image for {rec.run_id[:8]}", size="256x256",
-                       deadline=self.rng.uniform(3.0, 5.0))
+            run.submit(tool, prompt=f"image for {rec.run_id[:8]}", size="256x256",
+                       deadline=deadline)
         except (LeaseLost, RegistryUnavailable):
             outcome = "refused"  # the submit script refused or never answered: nothing sent
         except Exception:
             outcome = "uncertain"  # the send failed: the broker may still have the message
         if run.last is not None:  # else no envelope was made: nothing can arrive
+            ended = self.now_ms()
             with self.record.lock:
-                self.record.callbacks[run.last].outcome = outcome
+                callback = self.record.callbacks[run.last]
+                callback.outcome, callback.tool = outcome, tool
+                callback.began_ms, callback.ended_ms = began, ended
             rec.callbacks.append(run.last)
+            self.record.count(f"tool_{tool}")
         self.record.count(f"submit_{outcome}")
 
     # the fates -----------------------------------------------------------------------------
@@ -255,12 +282,16 @@ class Driver:
                 return False
         return True
 
+    def awaited(self, rec: RunRecord) -> set[str]:
+        """The callbacks a run can wait for (a hard-time-limited task never delivers)."""
+        return {cb for cb in rec.callbacks if self.record.callbacks[cb].tool != "hard_limit"}
+
     def play(self, fate: str) -> None:
         run, rec = self.start(fate)
         for _ in range(self.rng.choice((1, 1, 2, 3))):
             self.submit(run, rec)
         if fate == "finish":
-            if self.live_until(run, rec, 12.0, set(rec.callbacks)):
+            if self.live_until(run, rec, 12.0, self.awaited(rec)):
                 self.release(run, rec, "completed")
         elif fate == "fail":
             if self.live_until(run, rec, self.rng.uniform(0.0, 0.6)):
@@ -280,7 +311,7 @@ class Driver:
         until = self.rng.uniform(2.0, 6.0)
         if not self.renew(run, rec, park=until):
             return
-        waiting = set(rec.callbacks)
+        waiting = self.awaited(rec)
         deadline = time.monotonic() + until
         while waiting and time.monotonic() < deadline:
             try:
@@ -297,54 +328,6 @@ class Driver:
 
 # -- faults -----------------------------------------------------------------------------------
 
-class Faults(threading.Thread):
-    def __init__(self, workers: list[Worker], server: RedisServer, record: Record,
-                 rng: random.Random, interval: float, redis_restart: Callable[[], bool],
-                 redis_down: float) -> None:
-        super().__init__(name="chaos-faults", daemon=True)
-        self.redis_down = redis_down
-        self.workers, self.server, self.record, self.rng = workers, server, record, rng
-        self.interval = interval
-        self.redis_restart_due = redis_restart
-        self.stop = threading.Event()
-        self.redis_restarted = False
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            plan = ["child", "worker"]  # at least one of each, then at random
-            while not self.stop.wait(self.rng.uniform(0.5, 1.5) * self.interval):
-                if not self.redis_restarted and self.redis_restart_due():
-                    self.restart_redis()
-                    continue
-                kind = plan.pop(0) if plan else self.rng.choice(("child", "child", "worker"))
-                self.kill(kind)
-        except BaseException as exc:  # reported by the driver
-            self.error = exc
-
-    def kill(self, kind: str) -> None:
-        worker = self.rng.choice(self.workers)
-        if kind == "child":
-            children = worker.children()
-            if not children:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.rng.choice(children), 9)
-            self.record.count("kill_child")
-            return
-        worker.kill()
-        self.record.count("kill_worker")
-        worker.start()
-        self.record.count("restart_worker")
-
-    def restart_redis(self) -> None:
-        self.server.kill()  # SIGKILL; AOF with appendfsync always loses nothing acknowledged
-        self.stop.wait(self.redis_down)  # the outage lasts this long (a real restart takes time)
-        self.server.start()
-        self.redis_restarted = True
-        self.record.count("restart_redis")
-
-
 # -- the check ---------------------------------------------------------------------------------
 
 INBOX_KEY = re.compile(r"^(?P<ns>[^:]+):\{(?P<sk>.*)\}:run:(?P<run>[^:]+):inbox$")
@@ -359,8 +342,21 @@ class Findings:
         self.violations.append(message)
 
 
+def exempt_after_loss(record: Record) -> set[str]:
+    """Submitted callbacks whose records the AOF tail loss could have erased."""
+    loss = record.loss
+    if loss is None:
+        return set()
+    return {c.callback_id for c in record.callbacks.values()
+            if c.outcome in ("submitted", "pending") and loss.may_have_lost(c.began_ms,
+                                                                            c.ended_ms)}
+
+
 def check(client: Client, record: Record) -> Findings:
     r, ns, out = client.redis, client.keys.namespace, Findings()
+    exempt = exempt_after_loss(record)
+    no_verdict: list[str] = []
+    malformed: list[bytes] = []
     places: dict[str, list[str]] = {cb: [] for cb in record.callbacks}
     next_start: dict[tuple[str, str], int] = {}
     by_session: dict[str, list[RunRecord]] = {}
@@ -396,6 +392,12 @@ def check(client: Client, record: Record) -> Findings:
         reason = letter.get("reason", b"").decode()
         out.counts[f"quarantined:{reason}"] += 1
         body = letter.get("body") or b""
+        if reason == "malformed" and not cb:  # poison: no owner; checked against the pushes
+            raw = letter.get("raw")
+            malformed.append(raw if isinstance(raw, bytes) else b"")
+            continue
+        if reason == "no_verdict":
+            no_verdict.append(cb)
         if b"skipped" in body:
             out.counts["quarantined_skipped_before_start"] += 1
         if not cb:
@@ -406,10 +408,24 @@ def check(client: Client, record: Record) -> Findings:
             continue
         places[cb].append(f"dlq:{key.decode().rsplit(':', 1)[1]}:{reason}")
 
+    for problem in record.poison.check(malformed):
+        out.bad(problem)
+    for cb in no_verdict:  # the reaper's verdict: only where no other one could come
+        tool = record.callbacks[cb].tool if cb in record.callbacks else "?"
+        if tool == "hard_limit":
+            out.counts["no_verdict_hard_limit"] += 1
+        elif cb in exempt:
+            out.counts["no_verdict_after_loss"] += 1
+        else:
+            out.bad(f"callback {cb} ({tool}) got a no_verdict letter: its task could have "
+                    "given a verdict")
+    out.counts["exempt_after_loss"] = len(exempt)
     for cb, where in places.items():
         outcome = record.callbacks[cb].outcome
         out.counts[f"callbacks_{outcome}"] += 1
-        if outcome in ("submitted", "pending") and len(where) != 1:
+        if cb in exempt and len(where) <= 1:  # its records may be lost: 0 places or 1
+            out.counts["exempt_without_verdict"] += not where
+        elif outcome in ("submitted", "pending") and len(where) != 1:
             out.bad(f"callback {cb} ({outcome}) ended in {len(where)} places: {where}")
         elif outcome == "uncertain" and len(where) > 1:
             out.bad(f"callback {cb} (send failed) ended in {len(where)} places: {where}")
@@ -429,6 +445,11 @@ def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | 
         out.bad(f"inbox of {rec.run_id} holds callback {cb!r} the driver never made")
         return
     places[cb].append(f"inbox:{rec.run_id}")
+    if owner.tool == "oversized":  # over the result limit: only an error can be delivered
+        if entry.kind != "error" or "result_too_large" not in repr(entry.payload):
+            out.bad(f"oversized callback {cb} was delivered as {entry.kind}, not "
+                    "result_too_large")
+        out.counts["oversized_delivered_as_error"] += 1
     if (owner.session_key, owner.run_id, owner.fence) != (rec.session_key, rec.run_id,
                                                           rec.fence):
         out.bad(f"callback {cb} of run {owner.run_id} is in the inbox of run {rec.run_id}")
@@ -437,12 +458,23 @@ def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | 
     if fence != rec.fence:
         out.bad(f"callback {cb} in {rec.run_id} carries fence {fence}, the run's is {rec.fence}")
     problems = []
+    loss, exp_ms, released_after = record.loss, rec.exp_ms, rec.released_after_ms
+    if loss is not None:  # a lease change the loss may have erased bounds nothing
+        lost_start = next_start is not None and loss.may_have_lost(next_start, next_start)
+        if any(loss.may_have_lost(t, t) for t in rec.touched_ms):
+            exp_ms = rec.max_exp_ms
+        if released_after is not None and loss.may_have_lost(rec.released_before_ms,
+                                                             released_after):
+            released_after = None
+        next_start = None if lost_start else next_start
+        if lost_start or (exp_ms, released_after) != (rec.exp_ms, rec.released_after_ms):
+            out.counts["bounds_relaxed_after_loss"] += 1
     if rec.created_ms is None or at < rec.created_ms:
         problems.append(f"before the run was created ({rec.created_ms})")
-    if at >= rec.exp_ms:
-        problems.append(f"at or after its lease expiry ({rec.exp_ms})")
-    if rec.released_after_ms is not None and at > rec.released_after_ms:
-        problems.append(f"after its release returned ({rec.released_after_ms})")
+    if at >= exp_ms:
+        problems.append(f"at or after its lease expiry ({exp_ms})")
+    if released_after is not None and at > released_after:
+        problems.append(f"after its release returned ({released_after})")
     if next_start is not None and at > next_start:
         problems.append(f"after the next run of {rec.session_key} started ({next_start})")
     if at > owner.deadline_ms:
@@ -456,8 +488,10 @@ def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | 
 
 # -- the checker's own check --------------------------------------------------------------------
 
+SELF_TESTS = 6
+
 def self_test(client: Client, record: Record) -> list[str]:
-    """Corrupt the settled data five ways, one at a time, and confirm ``check`` reports each
+    """Corrupt the settled data six ways, one at a time, and confirm ``check`` reports each
     (then undo it). Returns what went undetected."""
     r, keys = client.redis, client.keys
     runs = [rec for rec in record.runs.values() if rec.created_ms is not None]
@@ -467,7 +501,9 @@ def self_test(client: Client, record: Record) -> list[str]:
             placed[entry.callback_id or ""] = rec.run_id
     released = [rec for rec in runs if rec.released_after_ms is not None]
     delivered = [cb for cb, run_id in placed.items() if cb in record.callbacks]
-    lettered = [k.decode() for k in r.scan_iter(match=f"{keys.dead_letters}:letter:*", count=1000)]
+    exempt = exempt_after_loss(record)
+    lettered = [k.decode() for k in r.scan_iter(match=f"{keys.dead_letters}:letter:*", count=1000)
+                if (r.hget(k, "cb") or b"").decode() in record.callbacks.keys() - exempt]
     if not (runs and released and delivered and lettered):
         return ["not enough data to self-test"]
     missed = []
@@ -512,6 +548,20 @@ def self_test(client: Client, record: Record) -> list[str]:
     r.rename(lettered[0], hidden)
     expect("lost", "ended in 0 places")
     r.rename(hidden, lettered[0])
+
+    def reason(key: str) -> tuple[str, str]:
+        cb = (r.hget(key, "cb") or b"").decode()
+        return record.callbacks[cb].tool, (r.hget(key, "reason") or b"").decode()
+
+    # a no_verdict letter for a callback whose task could have answered
+    plain = next((k for k in lettered if reason(k)[0] != "hard_limit"
+                  and reason(k)[1] != "no_verdict"), None)
+    if plain is None:
+        return [*missed, "no_verdict (no letter to plant it on)"]
+    was = reason(plain)[1]
+    r.hset(plain, "reason", "no_verdict")
+    expect("no_verdict", "got a no_verdict letter")
+    r.hset(plain, "reason", was)
     return missed
 
 
@@ -522,7 +572,9 @@ def inbox_entries(r: redis.Redis, key: str) -> list[Entry]:
 # -- the whole drill -------------------------------------------------------------------------
 
 def verdicts_missing(client: Client, record: Record) -> list[str]:
-    wanted = [c for c in record.callbacks.values() if c.outcome in ("submitted", "pending")]
+    exempt = exempt_after_loss(record)  # their records may be lost: nothing to wait for
+    wanted = [c for c in record.callbacks.values()
+              if c.outcome in ("submitted", "pending") and c.callback_id not in exempt]
     pipe = client.redis.pipeline(transaction=False)
     for c in wanted:
         pipe.exists(client.keys.callback(c.session_key, c.run_id, c.callback_id))
@@ -544,7 +596,7 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
                           **WORKER_ENV) for i in range(WORKERS)]
         LIVE_WORKERS[:] = workers
         LIVE_SERVERS[:] = [server]
-        client = Client.from_url(server.url, namespace, secret=SECRET.encode())
+        client = Client.from_url(server.url, namespace, secret=SECRET.encode(), tasks=TOOLS)
         try:
             for w in workers:
                 w.start()
@@ -554,13 +606,17 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             budget = started + seconds
             runs_started = [0]
             lock = threading.Lock()
-            faults = Faults(workers, server, record, random.Random(rng.random()),
-                            fault_interval, lambda: runs_started[0] >= runs // 2, redis_down)
+            hard_limit_until = budget - HARD_LIMIT_SETTLE
+            faults = Faults(workers, server,
+                            Driver(client, record, random.Random(rng.random()), jobs),
+                            fault_interval, lambda: runs_started[0] >= runs // 2,
+                            lambda: runs_started[0] >= runs * 3 // 4, redis_down)
             faults.start()
             errors: list[BaseException] = []
 
             def actor(index: int) -> None:
-                driver = Driver(client, record, random.Random(f"{seed}-{index}"), jobs)
+                driver = Driver(client, record, random.Random(f"{seed}-{index}"), jobs,
+                                hard_limit_until)
                 try:
                     while time.monotonic() < budget - 25:  # leave time to settle and check
                         with lock:
@@ -585,7 +641,10 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             if faults.error is not None:
                 errors.append(faults.error)
             if not faults.redis_restarted:
-                faults.restart_redis()  # a short drill still gets its Redis restart
+                faults.restart_redis()  # a short drill still gets its Redis restarts
+            faults.push_poison()
+            if record.loss is None:
+                faults.restart_losing_tail()
             info["runs_phase_s"] = round(time.monotonic() - started, 1)
             for w in workers:  # every worker alive again for the settling phase
                 if not w.alive():
@@ -608,13 +667,14 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             findings = check(client, record)
             if self_testing:
                 missed = self_test(client, record)
-                info["self_test"] = f"{5 - len(missed)}/5 corruptions detected" + (
+                found = SELF_TESTS - len(missed)
+                info["self_test"] = f"{found}/{SELF_TESTS} corruptions detected" + (
                     f", missed: {', '.join(missed)}" if missed else "")
                 for name in missed:
                     findings.bad(f"self-test: the check missed a planted {name}")
             for exc in errors:
                 findings.bad(f"driver error: {exc!r}")
-            findings.counts["no_verdict"] += len(missing)
+            findings.counts["unsettled"] += len(missing)
             info["worker_logs"] = {w.name: summarize_log(w.log()) for w in workers}
         finally:
             for w in workers:
@@ -629,6 +689,7 @@ def summarize_log(log: str) -> dict[str, int]:
         ("delivered", "delivered result callback"), ("delivered_error", "delivered error"),
         ("quarantined", "quarantined callback"),
         ("skipped", "skipped leasegate.image_generate"), ("worker_lost", "WorkerLostError"),
+        ("time_limits", "Hard time limit"),
         ("broker_lost", "Connection to broker lost"), ("retry", "Retry in"),
         ("errors", "ERROR/"), ("criticals", "CRITICAL/"))}
 
@@ -639,7 +700,7 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
                    if k.startswith("quarantined:")}
     lines = [
         f"runs={len(record.runs)} (fates: " + ", ".join(
-            f"{f}={ev[f'fate_{f}']}" for f, _ in FATES) + ")",
+            f"{f}={ev[f'fate_{f}']}" for f, _ in (*FATES, ("revoke", 0))) + ")",
         f"callbacks={len(record.callbacks)} submitted={counts['callbacks_submitted']} "
         f"refused={counts['callbacks_refused']} uncertain={counts['callbacks_uncertain']}",
         f"kills: children={ev['kill_child']} workers={ev['kill_worker']}; restarts: "
@@ -648,7 +709,7 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         f"{json.dumps(quarantined, sort_keys=True)} skipped_before_start="
         f"{counts['quarantined_skipped_before_start']}",
         f"inboxes={counts['inboxes']} ambiguous_release_window="
-        f"{counts['ambiguous_release_window']} no_verdict={counts['no_verdict']} "
+        f"{counts['ambiguous_release_window']} unsettled={counts['unsettled']} "
         f"driver_retries={ev['driver_retries']} renew_reply_lost={ev['renew_reply_lost']} "
         f"start_reply_lost={ev['start_reply_lost']}",
         f"time: startup {info.get('startup_s')} s, runs until {info.get('runs_phase_s')} s, "
@@ -656,6 +717,7 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         f"(seed {info['seed']})" + (f"; self-test: {info['self_test']}"
                                      if "self_test" in info else ""),
         f"worker logs: {json.dumps(info.get('worker_logs', {}), sort_keys=True)}",
+        *fault_lines(findings, record, info),
     ]
     for violation in findings.violations[:30]:
         lines.append(f"VIOLATION {violation}")
@@ -663,6 +725,27 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         lines.append(f"... and {len(findings.violations) - 30} more")
     lines.append(f"violations={len(findings.violations)}")
     return "\n".join(lines)
+
+
+def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> list[str]:
+    """The later faults: a detail line, then the named counts."""
+    ev, counts, loss = record.events, findings.counts, record.loss
+    hits = sum(log.get("time_limits", 0) for log in info.get("worker_logs", {}).values())
+    window = (f"lost window {loss.killed_ms - loss.mark_ms} ms before the kill, "
+              f"{loss.cut_bytes} bytes cut, mark survived={loss.mark_survived}"
+              if loss else "no loss")
+    return [
+        f"fault details: hard_limit callbacks={ev['tool_hard_limit']} (no_verdict letters "
+        f"{counts['no_verdict_hard_limit']}); oversized delivered as result_too_large="
+        f"{counts['oversized_delivered_as_error']}; malformed letters="
+        f"{counts['quarantined:malformed']} for {len(record.poison.pushed)} distinct poison "
+        f"items; revoked just before the restart={ev['revoked_before_restart']}; {window}; "
+        f"exempt without a verdict={counts['exempt_without_verdict']}, no_verdict after loss="
+        f"{counts['no_verdict_after_loss']}, bounds relaxed={counts['bounds_relaxed_after_loss']}",
+        f"faults: time_limits={hits} oversized={ev['tool_oversized']} "
+        f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "
+        f"aof_tail_lost={ev['aof_tail_lost']} exempt_after_loss={counts['exempt_after_loss']}",
+    ]
 
 
 def watchdog(seconds: float) -> None:
@@ -695,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-down", type=float, default=2.0,
                         help="seconds Redis stays down when it is restarted")
     parser.add_argument("--self-test", action="store_true",
-                        help="afterwards, plant five kinds of violation and confirm the check "
+                        help="afterwards, plant six kinds of violation and confirm the check "
                              "reports each")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("--keep-logs", type=Path, default=None,

@@ -1,0 +1,251 @@
+"""The chaos drill's faults, kept apart from its driver and checker (benchmarks/chaos.py):
+worker kills, Redis restarts (one with revocations in the outage, one that loses the end of
+its AOF), poison on the queue, and what the checker must then accept, because some faults
+change what a right ending is for some callbacks.
+
+- Poison: raw items that are not Celery messages, pushed straight onto the workers' queue;
+  each distinct item must end as exactly one ``malformed`` dead letter holding its bytes.
+- AOF tail loss: Redis is SIGKILLed and the end of its last incremental AOF file is cut, so
+  acknowledged writes are lost. A mark (the server time, written every few ms until the kill)
+  tells where the loss can begin: every write before the surviving mark survived. A callback
+  whose submit may have run at or after that mark may have lost its records (its pending
+  entry, its message), so it may have no verdict: it is exempt from "has a verdict", never
+  from "is in no other run's inbox" nor from "is in at most one place".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import redis
+
+from leasegate.ownership import RegistryUnavailable
+from leasegate.ownership.testing import RedisServer
+
+from .common import Worker
+
+if TYPE_CHECKING:
+    from .chaos import Driver, Record, RecordingRun, RunRecord
+
+T = TypeVar("T")
+TRANSIENT = (RegistryUnavailable, redis.exceptions.ConnectionError,
+             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+QUEUE = "media"  # the queue the drill's workers consume
+# The drill's tools (benchmarks.apps:chaos declares the two of its own) and their routes.
+CHAOS_TASKS = {"hard_limit": ("chaos.hard_limit", QUEUE), "oversized": ("chaos.oversized", QUEUE)}
+TOOLS = {"image_generate": ("leasegate.image_generate", QUEUE), **CHAOS_TASKS}
+# Distinct inputs; the first is pushed twice, so one letter per distinct input is checked.
+POISON = (b"chaos poison: not json", b"\xff\xfe\x00 chaos binary poison",
+          b'{"chaos": "json, but no message"}')
+MARK_EVERY = 0.01      # seconds between loss marks in the run-up to the kill
+MARK_FOR = 1.0         # seconds of marks before the kill
+CUT_BYTES = (1024, 6144)  # how much of the AOF tail is cut (a range, drawn per drill)
+
+
+@dataclass
+class Loss:
+    """One restart that lost its AOF tail: writes at server time >= ``mark_ms`` may be lost
+    (up to the kill); everything from ``restarted_ms`` on happened after it."""
+    mark_ms: int
+    killed_ms: int
+    restarted_ms: int
+    cut_bytes: int
+    mark_survived: bool
+
+    def may_have_lost(self, began_ms: int | None, ended_ms: int | None) -> bool:
+        """Could a call that began and ended at these server times have been erased?"""
+        if began_ms is None or ended_ms is None:
+            return True  # unknown: assume the worst
+        return ended_ms >= self.mark_ms - 1 and began_ms <= self.restarted_ms
+
+
+@dataclass
+class PoisonLog:
+    pushed: Counter[bytes] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, r: redis.Redis, index: int) -> None:
+        raw = POISON[index % len(POISON)] if index < len(POISON) else POISON[0]
+        r.lpush(QUEUE, raw)
+        with self.lock:
+            self.pushed[raw] += 1
+
+    def check(self, letters: list[bytes]) -> list[str]:
+        """What is wrong with the ``malformed`` letters' raw bytes, given what was pushed."""
+        got = Counter(letters)
+        problems = [f"poison {raw!r} (pushed {n}x) has {got[raw]} malformed letters, not 1"
+                    for raw, n in self.pushed.items() if got[raw] != 1]
+        problems += [f"a malformed letter for input nobody pushed: {raw[:60]!r}"
+                     for raw in got if raw not in self.pushed]
+        return problems
+
+
+def write_marks(r: redis.Redis, key: str, stop: threading.Event, seconds: float) -> int:
+    """Write the server time to ``key`` every MARK_EVERY s for ``seconds``; the first mark's
+    time (every write before it is older than any later mark)."""
+    first: int | None = None
+    for _ in range(max(1, round(seconds / MARK_EVERY))):
+        seconds_, micros = r.time()
+        now = int(seconds_) * 1000 + int(micros) // 1000
+        first = now if first is None else first
+        r.set(key, now)
+        if stop.wait(MARK_EVERY):
+            break
+    assert first is not None
+    return first
+
+
+def cut_aof_tail(directory: str, rng: random.Random) -> int:
+    """Cut the end of the last incremental file of Redis 7's multi-part AOF (the server must
+    be dead); returns how many bytes were cut."""
+    files = sorted(Path(directory, "appendonlydir").glob("*.incr.aof"),
+                   key=lambda p: int(p.name.split(".")[-3]))
+    if not files:
+        raise RuntimeError(f"no incremental AOF file under {directory}/appendonlydir")
+    last = files[-1]
+    size = last.stat().st_size
+    cut = min(size, rng.randint(*CUT_BYTES))
+    with last.open("r+b") as handle:
+        handle.truncate(size - cut)
+    return cut
+
+
+def retrying(call: Callable[[], T], record: Record, timeout: float = 30.0) -> T:
+    """Call until Redis answers (a restart takes a moment); only for idempotent calls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except TRANSIENT:
+            record.count("driver_retries")
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling pace while Redis is away
+
+
+class Faults(threading.Thread):
+    def __init__(self, workers: list[Worker], server: RedisServer, driver: Driver,
+                 interval: float, redis_restart: Callable[[], bool],
+                 aof_loss: Callable[[], bool], redis_down: float) -> None:
+        super().__init__(name="chaos-faults", daemon=True)
+        self.redis_down = redis_down
+        self.workers, self.server, self.driver = workers, server, driver
+        self.record, self.rng = driver.record, driver.rng
+        self.interval = interval
+        self.redis_restart_due = redis_restart
+        self.aof_loss_due = aof_loss
+        self.stop = threading.Event()
+        self.redis_restarted = False
+        self.poison_pushed = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            plan = ["child", "worker"]  # at least one of each, then at random
+            while not self.stop.wait(self.rng.uniform(0.5, 1.5) * self.interval):
+                self.push_poison()
+                if not self.redis_restarted and self.redis_restart_due():
+                    self.restart_redis()
+                    continue
+                if self.redis_restarted and self.record.loss is None and self.aof_loss_due():
+                    self.restart_losing_tail()
+                    continue
+                kind = plan.pop(0) if plan else self.rng.choice(("child", "child", "worker"))
+                self.kill(kind)
+        except BaseException as exc:  # reported by the driver
+            self.error = exc
+
+    def push_poison(self, pushes: int = 4) -> None:
+        """One poison item per fault tick until ``pushes`` (before any data loss)."""
+        while self.poison_pushed < pushes and self.record.loss is None:
+            retrying(lambda: self.record.poison.push(self.driver.client.redis,
+                                                     self.poison_pushed), self.record)
+            self.poison_pushed += 1
+            self.record.count("poison_pushed")
+            if self.poison_pushed % 2 == 1:
+                return
+
+    def kill(self, kind: str) -> None:
+        worker = self.rng.choice(self.workers)
+        if kind == "child":
+            children = worker.children()
+            if not children:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.rng.choice(children), 9)
+            self.record.count("kill_child")
+            return
+        worker.kill()
+        self.record.count("kill_worker")
+        worker.start()
+        self.record.count("restart_worker")
+
+    def restart_redis(self) -> None:
+        """SIGKILL (AOF with appendfsync always loses nothing acknowledged) and restart; runs
+        release with cancel_pending just before the kill and while Redis is down."""
+        victims = []
+        for _ in range(3):
+            run, rec = self.driver.start("revoke", ttl=20.0)
+            self.record.count("fate_revoke")
+            for _ in range(2):
+                self.driver.submit(run, rec, tool="image_generate")
+            victims.append((run, rec))
+        self.driver.release(*victims[0], "cancelled", cancel=True)
+        self.record.count("revoked_before_restart")
+        before = self.driver.now_ms()
+        self.server.kill()
+        revokers = [threading.Thread(target=self.revoke_in_outage, args=(run, rec, before),
+                                     name="chaos-revoke", daemon=True)
+                    for run, rec in victims[1:]]
+        for t in revokers:
+            t.start()
+        self.stop.wait(self.redis_down)  # the outage lasts this long (a real restart takes time)
+        self.server.start()
+        for t in revokers:
+            t.join(60)
+        self.redis_restarted = True
+        self.record.count("restart_redis")
+
+    def revoke_in_outage(self, run: RecordingRun, rec: RunRecord, before: int) -> None:
+        """release(cancel_pending=True) while Redis is down: retried until it answers."""
+        deadline, failed = time.monotonic() + 45, 0
+        while True:
+            try:
+                run.release("cancelled", cancel_pending=True)
+                break
+            except Exception:  # Redis (registry and broker) is away: try again
+                failed += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # polling pace while Redis is away
+        # it ran after the kill (server time ``before``) and before this read
+        rec.released_before_ms, rec.released_after_ms = before, self.driver.now_ms()
+        self.record.count("revoked_in_outage" if failed else "revoked_after_outage")
+
+    def restart_losing_tail(self) -> None:
+        """SIGKILL, cut the end of the AOF, restart: the acknowledged writes of the last
+        moments are lost. A mark written until the kill bounds what may be lost."""
+        r = self.driver.client.redis
+        key = f"{self.driver.client.keys.namespace}:chaos:aof-mark"
+        first = retrying(lambda: write_marks(r, key, self.stop, 1.0), self.record)
+        killed = self.driver.now_ms()
+        self.server.kill()
+        cut = cut_aof_tail(self.server.directory, self.rng)
+        self.stop.wait(self.redis_down)
+        self.server.start()
+        restarted = self.driver.now_ms()
+        mark = retrying(lambda: r.get(key), self.record)
+        self.record.loss = Loss(int(mark) if mark else first, killed, restarted, cut,
+                                mark is not None)
+        self.record.count("restart_redis")
+        self.record.count("aof_tail_lost")
