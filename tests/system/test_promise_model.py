@@ -63,7 +63,7 @@ RARE = st.integers(min_value=0, max_value=3)  # data loss acts on 3 only: runs g
 HOW = st.sampled_from(("result", "error", "oversized", "refused"))
 LIMITS = Settings(max_result_bytes=2048)       # so an oversized result is cheap to make
 
-MODEL = settings(max_examples=25, stateful_step_count=40, deadline=None,
+MODEL = settings(max_examples=50, stateful_step_count=40, deadline=None,
                  database=None, suppress_health_check=list(HealthCheck))
 
 
