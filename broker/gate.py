@@ -1,5 +1,5 @@
 """The gate: the one place where a finished background result is handed to its owner or
-quarantined. The decision and the write are one Lua script (deliver-8.lua)."""
+quarantined. The decision and the write are one Lua script (deliver-9.lua)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ class Gate:
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
                 k.pending(sk, run_id), k.callback(sk, run_id, env.callback_id), k.dead_letters,
-                k.metrics]
+                k.metrics, k.pending_index]
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,

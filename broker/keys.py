@@ -36,7 +36,8 @@ class BrokerKeys(Keys):
     @property
     def pending_index(self) -> str:
         """Deployment-wide sorted set of submitted callbacks by deadline (ms, server time),
-        member ``<session key>\n<run id>\n<callback id>``: the reaper's work list."""
+        member ``<session key>\n<run id>\n<callback id>``: the reaper's work list; a member
+        leaves with the callback's verdict (deliver-9.lua)."""
         return self.global_key("pending")
 
     # Deployment-wide dead letters (not tied to one session key). The stream's key is also the

@@ -1,6 +1,6 @@
 --[[
   Would the gate deliver this callback now? Read-only: workers ask before spending GPU
-  minutes, and between steps while they work. The same rule (includes/admission.lua) and clock as deliver-8.lua.
+  minutes, and between steps while they work. The same rule (includes/admission.lua) and clock as deliver-9.lua.
 
   Input:
     KEYS[1] run record     <ns>:{<sk>}:run:<run id>

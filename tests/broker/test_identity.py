@@ -137,7 +137,7 @@ def test_a_retried_submit_after_a_lost_reply_finds_its_own_entry(broker_client: 
 
 def test_submit_indexes_the_deadline_the_envelope_carries(sending_client: Client) -> None:
     """The pending index's score is the envelope's deadline (one server time, the script's);
-    delivery leaves the member for the reaper."""
+    the verdict takes the member out, so the index holds only callbacks still waiting."""
     run = sending_client.start_run(sk(), prompt="p", ttl=30)
     before = sending_client.server_time_ms()
     cb = run.submit("image_generate", deadline=90, prompt="x")
@@ -148,7 +148,7 @@ def test_submit_indexes_the_deadline_the_envelope_carries(sending_client: Client
     member = f"{run.session_key}\n{run.run_id}\n{cb}"
     assert sending_client.redis.zscore(index, member) == env.deadline_at_ms
     assert sending_client.gate.deliver(env, result={}).delivered
-    assert sending_client.redis.zscore(index, member) == env.deadline_at_ms
+    assert sending_client.redis.zscore(index, member) is None
     assert run.pending() == {}
 
 

@@ -1,4 +1,4 @@
--- The gate's rule, shared by deliver-8.lua and check-4.lua so that a worker's pre-check can
+-- The gate's rule, shared by deliver-9.lua and check-4.lua so that a worker's pre-check can
 -- never disagree with the delivery. Needs runState.lua.
 -- A run is admitted when its record is live or parked, holds the envelope's fence and
 -- incarnation (a nonce no Redis data loss can reissue), the session's owner pointer names it

@@ -11,6 +11,7 @@
     KEYS[6] callback memo   <ns>:{<sk>}:run:<run id>:cb:<callback id>  (the first verdict)
     KEYS[7] dead letters    <ns>:dlq                            (stream; also touches <ns>:dlq:*)
     KEYS[8] counters        <ns>:metrics   (delivered:<tool> / quarantined:<reason>:<tool>)
+    KEYS[9] pending index   <ns>:pending   (zset; the callback's member leaves with its verdict)
 
     ARGV[1] run id            ARGV[2] fence               ARGV[3] callback id
     ARGV[4] session key       ARGV[5] tool                ARGV[6] task id
@@ -55,6 +56,7 @@ if reason == nil then
                         'cb', ARGV[3], 'body', ARGV[8], 'arts', ARGV[9], 'tool', ARGV[5],
                         'task', ARGV[6], 'fence', ARGV[2], 'at', now, 'sub', ARGV[10])
   redis.call('HDEL', KEYS[5], ARGV[3])
+  redis.call('ZREM', KEYS[9], ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3])
   -- live or parked: a runtime may block on the signal either way
   redis.call('RPUSH', KEYS[4], ARGV[3])
   redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[1]))
@@ -79,6 +81,7 @@ local fields = {'detail', detail, 'run', ARGV[1], 'fence', ARGV[2], 'owner_run',
 local letter_id = dead_letter(KEYS[7], reason, ARGV[4], ARGV[5], fields, now,
                            tonumber(ARGV[13]), tonumber(ARGV[14]))
 redis.call('HDEL', KEYS[5], ARGV[3])
+redis.call('ZREM', KEYS[9], ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3])
 redis.call('HSET', KEYS[6], 'd', 0, 'reason', reason, 'entry', letter_id, 'seq', 0,
            'detail', detail, 'at', now)
 redis.call('PEXPIRE', KEYS[6], memo_ttl)
