@@ -6,7 +6,8 @@
 - Keys left after every run ended and the retention passed: a namespace with short retention
   (``Settings(retention=1, dlq_max_age=2)``) sees runs released, expired, superseded and
   parked, callbacks delivered, quarantined, left pending and malformed; then, with
-  ``DeadLetters.sweep()`` run while waiting, the keys are counted until only what the design
+  ``Reaper.reap`` and ``DeadLetters.sweep()`` run while waiting (as the workers' maintenance
+  timer does), the keys are counted until only what the design
   keeps for ever is left. Kept by design: the fencing counters (a reset would let an old token
   match) and, once per deployment (not per run), the dead-letter stream key (empty by then:
   every letter became a tombstone and expired), its counters hash ``<ns>:dlq:stats`` and the
@@ -29,7 +30,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from leasegate.broker import ArtifactRef, Client, FileArtifactStore, Run, Settings
+from leasegate.broker import ArtifactRef, Client, FileArtifactStore, Reaper, Run, Settings
 
 from .common import SECRET, count_keys, memory_usage, used_memory, wait_until
 from .gatecall import envelopes
@@ -118,7 +119,7 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
             run = client.start_run(f"lk:released:{i}", prompt=PROMPT, ttl=3)
             [wire] = envelopes(client, run, 1)
             assert client.gate.deliver(wire, {"ok": 1}).delivered
-            run.submit("noop")
+            run.submit("noop", deadline=1.0)  # never taken: the reaper's after its deadline
             run.release("completed")
         for i in range(5):      # superseded, then its late callback is quarantined
             old = client.start_run(f"lk:superseded:{i}", prompt=PROMPT, ttl=3)
@@ -149,7 +150,10 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
             return sorted(k.decode() for k in r.scan_iter(match=f"{namespace}:*", count=1000)
                           if not k.decode().endswith("}:fence") and k.decode() not in kept)
 
-        def settled() -> bool:
+        reaper = Reaper.for_client(client)
+
+        def settled() -> bool:  # what the workers' maintenance timer does
+            reaper.reap(grace=0.0)
             client.dead_letters.sweep()
             return not others()
 
