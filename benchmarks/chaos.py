@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -798,6 +799,11 @@ def main(argv: list[str] | None = None) -> int:
             keep.mkdir(parents=True, exist_ok=True)
             for log in Path(workdir).glob("*.log"):
                 (keep / log.name).write_bytes(log.read_bytes())
+            # the driver's own record too: a violation is judged against it
+            (keep / "record.json").write_text(json.dumps(
+                {"runs": [dataclasses.asdict(rec) for rec in record.runs.values()],
+                 "callbacks": {cb: dataclasses.asdict(c) for cb, c in record.callbacks.items()},
+                 "violations": findings.violations}, indent=1, default=str))
             info["logs"] = str(keep)
     text = report(findings, record, info)
     if "logs" in info:
