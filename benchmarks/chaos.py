@@ -12,7 +12,8 @@ visibility timeout), and restarts it; Redis (AOF, ``appendfsync always``) is SIG
 restarted once, half way, while runs release with ``cancel_pending`` (revocations in the
 outage), and again at three quarters after the end of its AOF is cut (acknowledged writes
 lost). Some callbacks use the drill's own tools: ``hard_limit`` (killed by a hard time limit:
-only the reaper's ``no_verdict`` can answer) and ``oversized`` (a result over the limit:
+only the reaper's ``no_verdict`` can answer; it may also answer for a task a SIGKILLed
+worker had taken, as its log shows) and ``oversized`` (a result over the limit:
 ``result_too_large``); poison is pushed onto the queue. See benchmarks/chaos_faults.py for
 those faults and what the checker accepts after the data loss.
 
@@ -68,7 +69,7 @@ from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
 from leasegate.ownership.testing import RedisServer
 
 from .chaos_faults import TOOLS, TRANSIENT, Faults, Loss, PoisonLog, retrying
-from .common import SECRET, Worker, wait_until
+from .common import KILL_MARK, SECRET, Worker, wait_until
 
 T = TypeVar("T")
 WORKERS = 3
@@ -129,6 +130,8 @@ class Record:
         self.events: Counter[str] = Counter()
         self.poison = PoisonLog()
         self.loss: Loss | None = None
+        # task ids a SIGKILLed worker had taken: their verdict may come only from the reaper
+        self.lost_with_worker: set[str] = set()
 
     def count(self, event: str, n: int = 1) -> None:
         with self.lock:
@@ -417,6 +420,8 @@ def check(client: Client, record: Record) -> Findings:
             out.counts["no_verdict_hard_limit"] += 1
         elif cb in exempt:
             out.counts["no_verdict_after_loss"] += 1
+        elif cb in record.lost_with_worker:  # redelivery may outlast the grace (kill upon kill)
+            out.counts["no_verdict_lost_worker"] += 1
         else:
             out.bad(f"callback {cb} ({tool}) got a no_verdict letter: its task could have "
                     "given a verdict")
@@ -556,7 +561,8 @@ def self_test(client: Client, record: Record) -> list[str]:
 
     # a no_verdict letter for a callback whose task could have answered
     plain = next((k for k in lettered if reason(k)[0] != "hard_limit"
-                  and reason(k)[1] != "no_verdict"), None)
+                  and reason(k)[1] != "no_verdict"
+                  and (r.hget(k, "cb") or b"").decode() not in record.lost_with_worker), None)
     if plain is None:
         return [*missed, "no_verdict (no letter to plant it on)"]
     was = reason(plain)[1]
@@ -665,6 +671,7 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
                            interval=0.2)
             info["unsettled"] = missing[:20]
             info["settled_s"] = round(time.monotonic() - started, 1)
+            record.lost_with_worker = lost_with_worker([w.log() for w in workers])
             findings = check(client, record)
             if self_testing:
                 missed = self_test(client, record)
@@ -683,6 +690,23 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             client.redis.close()
     info["seconds"] = round(time.monotonic() - started, 1)
     return findings, record, info
+
+
+TAKEN = re.compile(r"Task [\w.]+\[(?P<received>[0-9a-f]{32})\] received"
+                   r"|Discarding revoked task: [\w.]+\[(?P<revoked>[0-9a-f]{32})\]")
+FINISHED = re.compile(r"Task [\w.]+\[(?P<task>[0-9a-f]{32})\] (?:succeeded|raised|retry)"
+                      r"|revoked callback (?P<callback>[0-9a-f]{32}):")
+
+
+def lost_with_worker(logs: list[str]) -> set[str]:
+    """The task ids a SIGKILLed worker incarnation had taken (received, or acked as revoked)
+    and not finished: each incarnation's log that ends in the driver's kill mark."""
+    lost: set[str] = set()
+    for log in logs:
+        for killed in log.split(KILL_MARK)[:-1]:
+            taken = {m["received"] or m["revoked"] for m in TAKEN.finditer(killed)}
+            lost |= taken - {m["task"] or m["callback"] for m in FINISHED.finditer(killed)}
+    return lost
 
 
 def summarize_log(log: str) -> dict[str, int]:
@@ -742,7 +766,8 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"{counts['quarantined:malformed']} for {len(record.poison.pushed)} distinct poison "
         f"items; revoked just before the restart={ev['revoked_before_restart']}; {window}; "
         f"exempt without a verdict={counts['exempt_without_verdict']}, no_verdict after loss="
-        f"{counts['no_verdict_after_loss']}, bounds relaxed={counts['bounds_relaxed_after_loss']}",
+        f"{counts['no_verdict_after_loss']}, no_verdict after a worker kill="
+        f"{counts['no_verdict_lost_worker']}, bounds relaxed={counts['bounds_relaxed_after_loss']}",
         f"faults: time_limits={hits} oversized={ev['tool_oversized']} "
         f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "
         f"aof_tail_lost={ev['aof_tail_lost']} exempt_after_loss={counts['exempt_after_loss']}",

@@ -97,6 +97,9 @@ class Pipelined:
         self.queued = 0
 
 
+KILL_MARK = "--- leasegate benchmarks: this worker was SIGKILLed here ---\n"
+
+
 class Worker:
     """A real ``celery worker`` child process (prefork) with its own log file."""
 
@@ -163,6 +166,8 @@ class Worker:
                 os.kill(pid, signal.SIGKILL)
         self.process.wait()
         self._close_log()
+        with open(self.log_path, "a") as log:  # the checker reads which incarnation died
+            log.write(KILL_MARK)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Warm shutdown (SIGTERM), SIGKILL after ``timeout``; no child left behind."""

@@ -44,3 +44,19 @@ def test_chaos_drill_has_no_violations() -> None:
         assert counts.get(fault, 0) > 0, f"no {fault} in: {faults}\n{output}"
     assert counts["aof_tail_lost"] == 1, output
     assert "exempt_after_loss" in counts, output  # how many the loss exempted, even if 0
+
+
+def test_a_no_verdict_is_excused_only_for_tasks_a_killed_worker_had_not_finished() -> None:
+    from benchmarks.chaos import lost_with_worker
+    from benchmarks.common import KILL_MARK
+
+    def line(task: str, what: str) -> str:
+        return f"[t: INFO/MainProcess] Task leasegate.image_generate[{task}] {what}\n"
+
+    a, b, c, d = (ch * 32 for ch in "abcd")
+    killed = line(a, "received") + line(b, "received") + line(b, "succeeded in 0.3s: None")
+    alive = line(c, "received")  # the incarnation that is still running: nothing is lost
+    revoked = f"[t: INFO/MainProcess] Discarding revoked task: leasegate.image_generate[{d}]\n"
+    assert lost_with_worker([killed + KILL_MARK + alive]) == {a}
+    assert lost_with_worker([revoked + KILL_MARK, alive]) == {d}
+    assert lost_with_worker([killed + alive]) == set()
