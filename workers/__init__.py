@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .cli.demo import main  # the `leasegate` script's commands other than serve
     from .config import ConfigError, WorkerConfig
     from .default_app import app
     from .installation import install
@@ -35,11 +36,11 @@ _HOMES = {"app": ".default_app", "ConfigError": ".config", "WorkerConfig": ".con
           "install": ".installation", "OwnedContext": ".tasks", "OwnedResult": ".tasks",
           "OwnedTask": ".tasks", "owned_task": ".tasks", "BadRequest": ".tasks",
           "Cancelled": ".tasks", "CancelToken": ".tasks", "TaskError": ".tasks",
-          "TransientError": ".tasks"}
+          "TransientError": ".tasks", "main": ".cli.demo"}
 
 __all__ = ["BadRequest", "CancelToken", "Cancelled", "ConfigError", "OwnedContext",
            "OwnedResult", "OwnedTask", "TaskError", "TransientError", "WorkerConfig", "app",
-           "install", "owned_task"]
+           "install", "main", "owned_task"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,64 @@
+"""The ``leasegate`` script: ``serve`` here, every other command from the workers' CLI."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+
+from ..workers import ConfigError
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback
+                       for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="leasegate serve",
+                                     description="the operator console and the runtime API")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--insecure-local", action="store_true",
+                        help="no token book: every request is the local operator (loopback "
+                             "addresses only)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be 1-65535, got {args.port}")
+    if args.insecure_local and not is_loopback(args.host):
+        parser.error(f"--insecure-local only listens on a loopback address, not {args.host}")
+    import uvicorn
+
+    from .app import create_app
+    from .settings import GatewaySettings
+
+    try:
+        app = create_app(GatewaySettings.from_env(insecure_local=args.insecure_local))
+    except (ConfigError, ValueError) as exc:
+        print(f"leasegate serve: {exc}", file=sys.stderr)
+        return 2
+    # the console's access log would carry cookies and query strings, never tokens: those
+    # travel in headers, which uvicorn does not log
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
+    from ..workers import main as workers_main
+
+    return int(workers_main(argv))

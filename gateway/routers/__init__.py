@@ -1,0 +1,9 @@
+"""One router per resource; ``create_app`` mounts every router listed in ``ROUTERS``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import health, whoami
+
+ROUTERS: list[APIRouter] = [health.router, whoami.router]

@@ -1,0 +1,36 @@
+"""What every request shares: one broker Client (Redis pool and Celery producer), the token
+book and the artifact store; built once per process by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from ..broker import Client, NamespacedArtifactStore
+from .settings import GatewaySettings
+from .tokens import TokenBook
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    tokens: TokenBook | None  # None: --insecure-local
+    client: Client
+    artifacts: NamespacedArtifactStore
+    cookie_key: bytes
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings, client: Client | None = None) -> Gateway:
+        config = settings.worker
+        tokens = settings.token_book()
+        client = client or Client.from_url(config.redis_url, config.namespace,
+                                           secret=config.secrets(),
+                                           broker_url=config.broker_url)
+        return cls(settings, tokens, client, config.artifact_store(), settings.cookie_key())
+
+
+def gateway(request: Request) -> Gateway:
+    """The dependency every route takes to reach Redis, the broker and the artifacts."""
+    found: Gateway = request.app.state.gateway
+    return found

@@ -1,0 +1,32 @@
+"""A real ``leasegate serve`` per test module on the session's Redis, in its own namespace."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leasegate.ownership.testing import RedisServer
+from tests.support.gateway import GatewayProcess
+
+
+@pytest.fixture(scope="module")
+def gateway_namespace() -> str:
+    return f"g{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def gateway_server(tmp_path_factory: pytest.TempPathFactory, gateway_namespace: str,
+                   gateway_redis: RedisServer) -> Iterator[GatewayProcess]:
+    workdir: Path = tmp_path_factory.mktemp("gateway")
+    with GatewayProcess(gateway_redis.url, gateway_namespace, workdir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_redis() -> Iterator[RedisServer]:
+    """One Redis (the preferred binary) for the gateway's tests: HTTP is not version-bound."""
+    with RedisServer() as server:
+        yield server

@@ -1,0 +1,101 @@
+"""A real ``leasegate serve`` process (uvicorn) on a free loopback port, with a token book of
+one token per role, and a small HTTP client that carries a token."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from leasegate.ownership.testing import terminate
+
+from .celery_workers import SECRET
+
+# bearer tokens of the book every test server gets; their SHA-256 is what the file holds
+TOKENS = {"operator": "op-token-0123456789", "viewer": "view-token-0123456789",
+          "runtime": "rt-token-0123456789", "other": "rt-other-0123456789"}
+RUNTIME_SESSIONS = ["cron:", "agent:"]
+
+
+def token_book(path: Path) -> Path:
+    def sha(role: str) -> str:
+        return hashlib.sha256(TOKENS[role].encode()).hexdigest()
+
+    path.write_text(
+        f'[[token]]\nname = "ops"\nrole = "operator"\nsha256 = "{sha("operator")}"\n'
+        f'[[token]]\nname = "watcher"\nrole = "viewer"\nsha256 = "{sha("viewer")}"\n'
+        f'[[token]]\nname = "openclaw"\nrole = "runtime"\nsessions = {RUNTIME_SESSIONS!r}\n'
+        f'sha256 = "{sha("runtime")}"\n'
+        f'[[token]]\nname = "elsewhere"\nrole = "runtime"\nsessions = ["other:"]\n'
+        f'sha256 = "{sha("other")}"\n'.replace("'", '"'))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class GatewayProcess:
+    """``leasegate serve`` as a child process; ``url`` once ``/healthz`` answers."""
+
+    def __init__(self, redis_url: str, namespace: str, workdir: Path, *,
+                 tokens: bool = True, args: tuple[str, ...] = (), **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"serve-{self.port}.log"
+        self.env = {**os.environ, "LEASEGATE_REDIS_URL": redis_url, "LEASEGATE_SECRET": SECRET,
+                    "LEASEGATE_NAMESPACE": namespace,
+                    "LEASEGATE_ARTIFACT_DIR": str(workdir / "artifacts"), **env}
+        if tokens:
+            self.env["LEASEGATE_TOKENS_FILE"] = str(token_book(workdir / "tokens.toml"))
+        self.args = [sys.executable, "-c", "from leasegate.gateway.cli import main; "
+                     "raise SystemExit(main())", "serve", "--port", str(self.port),
+                     "--log-level", "warning", *args]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(self.args, env=self.env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"leasegate serve exited ({self.process.returncode}):\n"
+                                     f"{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"leasegate serve not up after {timeout} s:\n{self.log()}")
+            time.sleep(0.05)  # polling pace: a starting server gives no event to wait on
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, role: str | None = "operator", **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            terminate(self.process, 10.0)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
