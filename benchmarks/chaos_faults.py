@@ -90,31 +90,40 @@ class PoisonLog:
         return problems
 
 
-def write_marks(r: redis.Redis, key: str, stop: threading.Event, seconds: float) -> int:
+def write_marks(r: redis.Redis, key: str, stop: threading.Event, seconds: float,
+                after_first: Callable[[], None] = lambda: None) -> int:
     """Write the server time to ``key`` every MARK_EVERY s for ``seconds``; the first mark's
     time (every write before it is older than any later mark)."""
     first: int | None = None
     for _ in range(max(1, round(seconds / MARK_EVERY))):
         seconds_, micros = r.time()
         now = int(seconds_) * 1000 + int(micros) // 1000
-        first = now if first is None else first
         r.set(key, now)
+        if first is None:
+            first = now
+            after_first()
         if stop.wait(MARK_EVERY):
             break
     assert first is not None
     return first
 
 
-def cut_aof_tail(directory: str, rng: random.Random) -> int:
-    """Cut the end of the last incremental file of Redis 7's multi-part AOF (the server must
-    be dead); returns how many bytes were cut."""
+def last_aof(directory: str) -> Path:
     files = sorted(Path(directory, "appendonlydir").glob("*.incr.aof"),
                    key=lambda p: int(p.name.split(".")[-3]))
     if not files:
         raise RuntimeError(f"no incremental AOF file under {directory}/appendonlydir")
-    last = files[-1]
+    return files[-1]
+
+
+def cut_aof_tail(directory: str, rng: random.Random, keep: tuple[str, int] = ("", 0)) -> int:
+    """Cut the end of the last incremental file of Redis 7's multi-part AOF (the server must
+    be dead), never into the first ``keep[1]`` bytes of file ``keep[0]`` (where the first loss
+    mark is: a surviving mark is what bounds the loss); returns how many bytes were cut."""
+    last = last_aof(directory)
     size = last.stat().st_size
-    cut = min(size, rng.randint(*CUT_BYTES))
+    floor = keep[1] if last.name == keep[0] else 0
+    cut = min(size - floor, rng.randint(*CUT_BYTES))
     with last.open("r+b") as handle:
         handle.truncate(size - cut)
     return cut
@@ -237,15 +246,23 @@ class Faults(threading.Thread):
         moments are lost. A mark written until the kill bounds what may be lost."""
         r = self.driver.client.redis
         key = f"{self.driver.client.keys.namespace}:chaos:aof-mark"
-        first = retrying(lambda: write_marks(r, key, self.stop, 1.0), self.record)
+        keep = ("", 0)
+
+        def first_mark_written() -> None:  # the cut stops short of it, so a mark survives
+            nonlocal keep
+            aof = last_aof(self.server.directory)
+            keep = (aof.name, aof.stat().st_size)
+
+        retrying(lambda: write_marks(r, key, self.stop, 1.0, first_mark_written), self.record)
         killed = self.driver.now_ms()
         self.server.kill()
-        cut = cut_aof_tail(self.server.directory, self.rng)
+        cut = cut_aof_tail(self.server.directory, self.rng, keep)
         self.stop.wait(self.redis_down)
         self.server.start()
         restarted = self.driver.now_ms()
         mark = retrying(lambda: r.get(key), self.record)
-        self.record.loss = Loss(int(mark) if mark else first, killed, restarted, cut,
+        # no surviving mark: nothing bounds the loss, so every write may have been lost
+        self.record.loss = Loss(int(mark) if mark else 0, killed, restarted, cut,
                                 mark is not None)
         self.record.count("restart_redis")
         self.record.count("aof_tail_lost")
