@@ -17,8 +17,10 @@ from .artifacts import (
 )
 from .codes import KINDS, REASONS, STATES
 from .deadletters import (
+    HELD_STATES,
     DeadLetter,
     DeadLetters,
+    KeepQuarantined,
     LetterGone,
     LetterNotFound,
     Page,
@@ -56,7 +58,9 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "EnvelopeError",
     "Gate",
+    "HELD_STATES",
     "KINDS",
+    "KeepQuarantined",
     "MalformedEnvelope",
     "REASONS",
     "Verdict",
