@@ -13,6 +13,7 @@ from .artifacts import (
     FileArtifactStore,
     NamespacedArtifactStore,
     collect_artifacts,
+    namespace_dir,
     referenced_digests,
 )
 from .codes import KINDS, REASONS, STATES
@@ -37,6 +38,9 @@ from .envelope import (
     VerifiedEnvelope,
     digest_args,
 )
+from .fingerprints import recent as recent_fingerprints
+from .fingerprints import record as record_fingerprints
+from .fingerprints import runtimes_refused, secret_fingerprint, workers_refusing
 from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
 from .reaper import Reaper
@@ -64,6 +68,11 @@ __all__ = [
     "MalformedEnvelope",
     "REASONS",
     "Verdict",
+    "recent_fingerprints",
+    "record_fingerprints",
+    "runtimes_refused",
+    "secret_fingerprint",
+    "workers_refusing",
     "VerifiedEnvelope",
     "digest_args",
     "pack_body",
@@ -90,6 +99,7 @@ __all__ = [
     "FileArtifactStore",
     "NamespacedArtifactStore",
     "collect_artifacts",
+    "namespace_dir",
     "referenced_digests",
     # how owned tasks travel (Celery)
     "DEFAULT_TASKS",
