@@ -47,7 +47,15 @@ from .reaper import Reaper
 from .records import pack_body
 from .runtime import Client, ReleaseReport, Run
 from .settings import Settings
-from .transport import DEFAULT_TASKS, HEADER, IMAGE_GENERATE, Route, header_value, wire_from_header
+from .transport import (
+    DEFAULT_TASKS,
+    HEADER,
+    IMAGE_GENERATE,
+    Route,
+    header_value,
+    kombu_url,
+    wire_from_header,
+)
 
 __all__ = [
     # the runtime's side
@@ -99,6 +107,7 @@ __all__ = [
     "FileArtifactStore",
     "NamespacedArtifactStore",
     "collect_artifacts",
+    "kombu_url",
     "namespace_dir",
     "referenced_digests",
     # how owned tasks travel (Celery)
