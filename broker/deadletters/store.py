@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -227,6 +228,21 @@ class DeadLetters:
         """
         return draining.drain(self, handler, reason, consumer, group, batch, claim_idle, by,
                               kind)
+
+    def reindex(self, batch: int = 500) -> int:
+        """Index every held letter by kind and state (letters quarantined before those
+        indexes existed); idempotent, in script calls of ``batch`` letters. Returns how many
+        were indexed."""
+        done, after = 0, "-"
+        while True:
+            with unavailable_as_error():
+                rows: Any = self.client.xrange(self.keys.dead_letters, min=after, count=batch)
+            ids = [as_text(entry_id) for entry_id, _ in rows]
+            if not ids:
+                return done
+            with unavailable_as_error():
+                done += int(self.scripts("reindex", [self.keys.dead_letters], ids))
+            after = f"({ids[-1]}"
 
     # -- figures -------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from celery import Celery
 from celery.bin.base import CLIContext
@@ -195,3 +196,34 @@ def test_show_prints_human_times_and_source(setup: Any) -> None:
     at = datetime.fromtimestamp(client.dead_letters.get(letter).quarantined_at or 0, UTC)
     assert re.fullmatch(rf"quarantined: +{at:%Y-%m-%dT%H:%M:%S}Z \((just now|\d+ s ago)\)",
                         quarantined), quarantined
+
+
+def test_reindex_indexes_letters_from_before_the_kind_and_state_indexes(setup: Any) -> None:
+    app, client, store = setup
+    result, error = late(client, store), late(client, None, "error")
+    index = client.keys.dead_letter_index
+    # as a version without these indexes left them: the letters, but no kind/state entries
+    client.redis.delete(index("kind", "result"), index("kind", "error"),
+                        index("state", "quarantined"))
+    assert ids(invoke(app, ["ls", "--kind", "error", "--json"])) == []
+    out = invoke(app, ["reindex"])
+    assert out.exit_code == 0 and "2 held dead letter(s) indexed" in out.output
+    assert ids(invoke(app, ["ls", "--kind", "error", "--json"])) == [error]
+    assert sorted(ids(invoke(app, ["ls", "--state", "quarantined", "--json"]))) == sorted(
+        [result, error])
+    assert invoke(app, ["reindex"]).exit_code == 0  # again: nothing changes
+    assert client.redis.zcard(index("kind", "result")) == 1
+
+
+def test_reason_kind_and_state_complete_in_the_shell(setup: Any) -> None:
+    app, _, _ = setup
+    command = dlq.commands["ls"]
+    ctx = click.Context(command)
+    by_name = {p.name: p for p in command.params}
+    complete = {name: [c.value for c in by_name[name].type.shell_complete(ctx, by_name[name],
+                                                                          prefix)]
+                for name, prefix in (("reason", "lease"), ("kind", "e"), ("state", "re"))}
+    assert complete == {"reason": ["lease_expired"], "kind": ["error"],
+                        "state": ["redelivered"]}
+    bad = invoke(app, ["purge", "--reason", "lost"])
+    assert bad.exit_code == 2 and "lease_expired" in bad.output

@@ -154,7 +154,7 @@ def discard(ctx: click.Context, dlq_id: str, yes: bool, dry_run: bool) -> None:
     click.echo(f"discarded {dlq_id}")
 
 
-from .dlq_maint import drain, purge, stats, sweep  # noqa: E402 - they join the group here
+from .dlq_maint import drain, purge, reindex, stats, sweep  # noqa: E402 - join the group here
 
-for _command in (purge, drain, sweep, stats):
+for _command in (purge, drain, sweep, stats, reindex):
     dlq.add_command(_command)

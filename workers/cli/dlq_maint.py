@@ -105,6 +105,16 @@ def sweep(ctx: click.Context) -> None:
 
 
 @click.command(cls=CeleryCommand)
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Index held letters by kind and state: once, after upgrading from a version without
+    those indexes (until then --kind and --state do not see older letters)."""
+    done = client_for(ctx).dead_letters.reindex()
+    about(ctx)
+    click.echo(f"{done} held dead letter(s) indexed by kind and state")
+
+
+@click.command(cls=CeleryCommand)
 @click.option("--kind", type=kind_choice(), help="count only results, or only error notices")
 @click.option("--state", type=state_choice(), help="count only letters in this state")
 @click.option("--json", "as_json", is_flag=True)

@@ -7,7 +7,7 @@ import threading
 import click
 from celery.bin.base import CeleryCommand
 
-from .common import Group, about, client_for, fail, parse_duration
+from .common import Group, about, client_for, fail, parse_duration, source
 from .doctor import doctor
 from .letters import ArtifactAccess
 
@@ -34,10 +34,11 @@ def metrics(ctx: click.Context, port: int, addr: str, interval: float, once: boo
 
     registry = exporter_registry(client_for(ctx), interval)
     if once:
+        click.echo(f"# {source(ctx)}")  # a comment line: still the exposition format
         click.echo(generate_latest(registry).decode(), nl=False)
         return
     serve(registry, port, addr)
-    click.echo(f"leasegate metrics on http://{addr}:{port}/metrics", err=True)
+    click.echo(f"leasegate metrics on http://{addr}:{port}/metrics ({source(ctx)})", err=True)
     threading.Event().wait()  # serve until stopped
 
 
