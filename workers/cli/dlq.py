@@ -1,4 +1,5 @@
-"""``celery -A APP dlq ...``: see, replay, drop and export dead letters.
+"""``celery -A APP dlq ...``: see, replay and drop dead letters one at a time (``ls``,
+``show``, ``replay``, ``discard``); dlq_maint.py adds the commands over many at once.
 
 Exit codes: 0 ok, 1 not found or refused, 2 usage. ``--json`` output is documented in
 docs/operating.md and stays stable for scripts.
