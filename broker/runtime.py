@@ -34,7 +34,7 @@ from ..ownership import (
     unavailable_as_error,
 )
 from .deadletters import DeadLetters
-from .envelope import Envelope, check_secrets
+from .envelope import Envelope, check_secrets, utf8_secrets
 from .fingerprints import recent, record, secret_fingerprint, workers_refusing
 from .gate import Gate
 from .inbox import Inbox
@@ -89,7 +89,7 @@ class Client:
         self.transport = Transport(celery_app)  # only for Run.submit and cancelling
         self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
         self.settings = settings or Settings()
-        self.secrets = check_secrets(secret)
+        self.secrets = check_secrets(utf8_secrets(secret))
         self.keys = BrokerKeys(namespace)
         s = self.settings
         self.registry = Registry(redis_client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,

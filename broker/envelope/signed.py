@@ -70,21 +70,14 @@ INCARNATION_HEX = 32
 _INCARNATION = re.compile(rf"[0-9a-f]{{{INCARNATION_HEX}}}")
 
 
-def check_secrets(secret: bytes | str | Sequence[bytes | str]) -> list[bytes]:
-    """The secrets as a list, current first; ValueError if none or one is too short. A str is
-    its UTF-8 bytes: what a worker makes of the same LEASEGATE_SECRET."""
-    secrets = [secret] if isinstance(secret, bytes | bytearray | str) else list(secret)
+def check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+    """The secrets as a list, current first; ValueError if none or one is too short."""
+    secrets = [secret] if isinstance(secret, bytes | bytearray) else list(secret)
     if not secrets:
         raise ValueError("secret: at least one secret is required")
-    as_bytes = []
     for one in secrets:
-        if isinstance(one, str):
-            one = one.encode()
-        if not isinstance(one, bytes | bytearray):
-            raise TypeError(f"secret must be bytes or str (UTF-8), got {type(one).__name__}")
-        Envelope.verify_secret_length(bytes(one))
-        as_bytes.append(bytes(one))
-    return as_bytes
+        Envelope.verify_secret_length(one)
+    return [bytes(one) for one in secrets]
 
 
 def _check_id(field: str, check: Callable[[object], str], value: str) -> None:
