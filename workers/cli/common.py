@@ -33,6 +33,17 @@ class Group(click.Group):
             fail(str(exc))
 
 
+class ReasonOption(click.Option):
+    """``--reason``, whose help lists the dead-letter reasons: read from the broker only when
+    help is shown, because every ``celery`` invocation imports this module."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from ...broker import REASONS
+
+        self.help = "only letters with this reason: " + ", ".join(REASONS)
+        return super().get_help_record(ctx)
+
+
 class LazyChoice(click.Choice):  # type: ignore[type-arg]
     """A Choice whose values are loaded when first needed, not when the module is imported:
     every ``celery`` invocation imports the CLI modules, and most never use these."""
@@ -115,6 +126,14 @@ def when(at: float, now: float) -> str:
     if at > now + 1:
         return f"{iso} (in {age(at - now).removesuffix(' ago')})"
     return f"{iso} ({age(now - at)})"
+
+
+def check_reason(reason: str | None) -> None:
+    """A clear usage error for an unknown reason, before any Redis call."""
+    from ...broker import REASONS
+
+    if reason is not None and reason not in REASONS:
+        raise click.UsageError(f"--reason must be one of {', '.join(REASONS)}")
 
 
 def parse_duration(text: str, option: str) -> float:
