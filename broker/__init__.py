@@ -13,12 +13,15 @@ from .artifacts import (
     FileArtifactStore,
     NamespacedArtifactStore,
     collect_artifacts,
+    namespace_dir,
     referenced_digests,
 )
 from .codes import KINDS, REASONS, STATES
 from .deadletters import (
+    HELD_STATES,
     DeadLetter,
     DeadLetters,
+    KeepQuarantined,
     LetterGone,
     LetterNotFound,
     Page,
@@ -35,13 +38,24 @@ from .envelope import (
     VerifiedEnvelope,
     digest_args,
 )
+from .fingerprints import recent as recent_fingerprints
+from .fingerprints import record as record_fingerprints
+from .fingerprints import runtimes_refused, secret_fingerprint, workers_refusing
 from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
 from .reaper import Reaper
 from .records import pack_body
 from .runtime import Client, ReleaseReport, Run
 from .settings import Settings
-from .transport import DEFAULT_TASKS, HEADER, IMAGE_GENERATE, Route, header_value, wire_from_header
+from .transport import (
+    DEFAULT_TASKS,
+    HEADER,
+    IMAGE_GENERATE,
+    Route,
+    header_value,
+    kombu_url,
+    wire_from_header,
+)
 
 __all__ = [
     # the runtime's side
@@ -56,10 +70,17 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "EnvelopeError",
     "Gate",
+    "HELD_STATES",
     "KINDS",
+    "KeepQuarantined",
     "MalformedEnvelope",
     "REASONS",
     "Verdict",
+    "recent_fingerprints",
+    "record_fingerprints",
+    "runtimes_refused",
+    "secret_fingerprint",
+    "workers_refusing",
     "VerifiedEnvelope",
     "digest_args",
     "pack_body",
@@ -86,6 +107,8 @@ __all__ = [
     "FileArtifactStore",
     "NamespacedArtifactStore",
     "collect_artifacts",
+    "kombu_url",
+    "namespace_dir",
     "referenced_digests",
     # how owned tasks travel (Celery)
     "DEFAULT_TASKS",

@@ -3,6 +3,10 @@ their inboxes. One ``Client`` per process, shared by its runs."""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +34,8 @@ from ..ownership import (
     unavailable_as_error,
 )
 from .deadletters import DeadLetters
-from .envelope import Envelope, check_secrets
+from .envelope import Envelope, check_secrets, utf8_secrets
+from .fingerprints import recent, record, secret_fingerprint, workers_refusing
 from .gate import Gate
 from .inbox import Inbox
 from .keys import RUN_COMPANIONS, BrokerKeys
@@ -38,6 +43,9 @@ from .records import pack_body
 from .settings import Settings
 from .transport import Route, Transport, routes
 from .waiting import take_signal
+
+log = logging.getLogger("leasegate.runtime")
+FINGERPRINT_EVERY = 300.0  # seconds between a client's secret-fingerprint records and checks
 
 
 @dataclass(frozen=True)
@@ -73,14 +81,15 @@ class Client:
     the dead letters. ``redis_client`` is the redis-py client it talks through."""
 
     def __init__(self, redis_client: redis.Redis, namespace: str = "lg", *,
-                 secret: bytes | Sequence[bytes], settings: Settings | None = None,
+                 secret: bytes | str | Sequence[bytes | str],
+                 settings: Settings | None = None,
                  celery_app: Any = None,
                  tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> None:
         self.redis = redis_client
         self.transport = Transport(celery_app)  # only for Run.submit and cancelling
         self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
         self.settings = settings or Settings()
-        self.secrets = check_secrets(secret)
+        self.secrets = check_secrets(utf8_secrets(secret))
         self.keys = BrokerKeys(namespace)
         s = self.settings
         self.registry = Registry(redis_client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
@@ -89,9 +98,29 @@ class Client:
                                includes=(LUA_INCLUDES,))
         self.gate = Gate(redis_client, self.keys, self.scripts, self.secrets, s)
         self.dead_letters = DeadLetters(redis_client, self.keys, self.scripts, s)
+        self.fingerprint = secret_fingerprint(self.secrets[0])
+        self._next_fingerprint_check = 0.0
+
+    def check_secret(self) -> dict[str, list[str]]:
+        """Record this runtime's secret fingerprint and compare it with the live workers':
+        the workers (name -> fingerprints they accept) that would quarantine everything
+        this runtime signs as bad_signature, also logged as a WARNING. Run at the first
+        ``start_run`` and every FINGERPRINT_EVERY seconds after."""
+        self._next_fingerprint_check = time.monotonic() + FINGERPRINT_EVERY
+        record(self.redis, self.keys, "runtime", f"{socket.gethostname()}:{os.getpid()}",
+               [self.fingerprint])
+        refusing = workers_refusing(self.fingerprint, recent(self.redis, self.keys, "worker"))
+        if refusing:
+            log.warning("leasegate: this runtime signs with secret fingerprint %s, but "
+                        "worker(s) %s accept only %s: their callbacks will be quarantined as "
+                        "bad_signature. Give both the same LEASEGATE_SECRET.", self.fingerprint,
+                        ", ".join(sorted(refusing)),
+                        ", ".join(sorted({fp for fps in refusing.values() for fp in fps})))
+        return refusing
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = "lg", *, secret: bytes | Sequence[bytes],
+    def from_url(cls, url: str, namespace: str = "lg", *,
+                 secret: bytes | str | Sequence[bytes | str],
                  settings: Settings | None = None, broker_url: str | None = None,
                  tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> Client:
         """``broker_url`` (default: ``url``) is where ``Run.submit`` sends Celery tasks."""
@@ -110,6 +139,8 @@ class Client:
     def start_run(self, session_key: str, prompt: Any, ttl: float = 60.0,
                   policy: Policy = "supersede", run_id: str | None = None) -> Run:
         """Acquire a run's lease and write its prompt as inbox entry 1, atomically."""
+        if time.monotonic() >= self._next_fingerprint_check:
+            self.check_secret()
         acquisition = self.registry.prepare_acquire(session_key, ttl, policy, run_id)
         body = pack_body("prompt", prompt, self.settings.max_prompt_bytes)
         inbox = acquisition.run_key + RUN_COMPANIONS[0]

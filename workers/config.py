@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore
+from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore, kombu_url
 
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
 
@@ -65,7 +65,8 @@ class WorkerConfig:
         max_deadline = _float(env, "LEASEGATE_MAX_DEADLINE", cls.max_deadline)
         return cls(
             redis_url=redis_url,
-            broker_url=env.get("LEASEGATE_BROKER_URL") or redis_url,
+            # redis-py's unix:// is kombu's redis+socket://: one socket path serves both
+            broker_url=kombu_url(env.get("LEASEGATE_BROKER_URL") or redis_url),
             secret=secret.encode() if secret else None,
             previous_secrets=tuple(old.strip().encode() for old in
                                    env.get("LEASEGATE_PREVIOUS_SECRETS", "").split(",")

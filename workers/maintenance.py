@@ -123,6 +123,7 @@ def start_maintenance(sender: Any = None, **_: Any) -> None:
     maintenance = Maintenance(config)
     if claims is not None:
         maintenance.hooks.append(claims.refresh)
+    maintenance.hooks.extend(getattr(app, "_leasegate_hooks", []))  # the secret fingerprint
     _running[id(app)] = maintenance.start()
     log.info("leasegate maintenance every %g s (verdict grace %g s)",
              config.maintenance_interval, config.verdict_grace)

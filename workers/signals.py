@@ -1,4 +1,5 @@
-"""Celery signal handlers of a leasegate worker: a worker serves its metrics once ready, and a
+"""Celery signal handlers of a leasegate worker: a worker serves its metrics once ready, records
+its secret's fingerprint (and says loudly when recent runtimes sign with another), and a
 revoked owned task's callback is still quarantined. ``install()`` connects them, once per
 process, so that importing a module never changes what Celery does."""
 
@@ -9,7 +10,15 @@ from typing import Any
 
 from celery.signals import task_revoked, worker_ready
 
-from ..broker import HEADER, EnvelopeError, wire_from_header
+from ..broker import (
+    HEADER,
+    EnvelopeError,
+    recent_fingerprints,
+    record_fingerprints,
+    runtimes_refused,
+    secret_fingerprint,
+    wire_from_header,
+)
 from ..ownership import RegistryUnavailable
 from .config import WorkerConfig
 from .tasks import OwnedTask, WorkerRuntime, patiently
@@ -26,6 +35,47 @@ def serve_worker_metrics(sender: Any = None, **_: Any) -> None:
 
     serve(process_registry(), config.metrics_port)
     log.info("leasegate worker metrics on port %d", config.metrics_port)
+
+
+RUNTIMES_RECENT = 3600.0  # seconds: a runtime that started a run since then is "recent"
+
+
+def record_secret(sender: Any = None, **_: Any) -> None:
+    """worker_ready: record this worker's secret fingerprints (current first, then those of a
+    rotation) in Redis, refresh them on the maintenance timer, and log an ERROR naming the
+    fingerprints when recent runtimes sign with a secret this worker refuses."""
+    app = getattr(sender, "app", None)
+    config: WorkerConfig | None = getattr(app, "leasegate_config", None)
+    if app is None or config is None:
+        return
+    import socket
+
+    from ..broker import Client
+    from ..ownership import connect
+
+    broker = Client(connect(config.redis_url), config.namespace, secret=config.secrets())
+    client, keys = broker.redis, broker.keys
+    name = str(getattr(sender, "hostname", None) or socket.gethostname())
+    accepted = [secret_fingerprint(secret) for secret in config.secrets()]
+
+    def refresh() -> None:
+        record_fingerprints(client, keys, "worker", name, accepted)
+
+    try:
+        refresh()
+        refused = runtimes_refused(accepted, recent_fingerprints(client, keys, "runtime",
+                                                                 RUNTIMES_RECENT))
+    except RegistryUnavailable as exc:
+        log.warning("could not record this worker's secret fingerprint: %s", exc)
+        return
+    app._leasegate_hooks = [*getattr(app, "_leasegate_hooks", []), refresh]
+    log.info("leasegate worker %s: secret fingerprint %s", name, ", ".join(accepted))
+    if refused:
+        log.error("leasegate: SECRET MISMATCH: this worker accepts secret fingerprint(s) %s, "
+                  "but recent runtime(s) sign with %s: their callbacks are quarantined as "
+                  "bad_signature. Give workers and runtimes the same LEASEGATE_SECRET.",
+                  ", ".join(accepted), ", ".join(f"{fp} ({who})" for who, fp in
+                                                 sorted(refused.items())))
 
 
 def quarantine_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -61,4 +111,5 @@ def quarantine_revoked(sender: Any = None, request: Any = None, **_: Any) -> Non
 def connect_signals() -> None:
     """Connect the handlers; a repeat is a no-op (the dispatch_uids), so every install() may."""
     worker_ready.connect(serve_worker_metrics, dispatch_uid="leasegate.serve_worker_metrics")
+    worker_ready.connect(record_secret, dispatch_uid="leasegate.record_secret")
     task_revoked.connect(quarantine_revoked, dispatch_uid="leasegate.quarantine_revoked")

@@ -5,9 +5,10 @@ One concept per module: ``letter`` (the record and the API's answers and refusal
 ``DeadLetters`` API over them). The Lua that writes letters is includes/deadLetter.lua.
 """
 
-from .index import LetterIndex
+from .index import HELD_STATES, LetterIndex
 from .letter import (
     DeadLetter,
+    KeepQuarantined,
     LetterGone,
     LetterNotFound,
     Page,
@@ -19,8 +20,10 @@ from .letter import (
 from .store import DeadLetters
 
 __all__ = [
+    "HELD_STATES",
     "DeadLetter",
     "DeadLetters",
+    "KeepQuarantined",
     "LetterGone",
     "LetterIndex",
     "LetterNotFound",

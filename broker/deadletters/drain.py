@@ -18,7 +18,7 @@ import redis
 from ...ownership import as_text, check_seconds, unavailable_as_error
 from ..codes import QUARANTINED
 from .index import MAX_LIMIT, check_name
-from .letter import DeadLetter, load_letters
+from .letter import DeadLetter, KeepQuarantined, load_letters
 
 if TYPE_CHECKING:
     from .store import DeadLetters
@@ -27,29 +27,32 @@ Handler = Callable[[DeadLetter], None]
 
 
 def drain(letters: DeadLetters, handler: Handler, reason: str | None, consumer: str | None,
-          group: str, batch: int, claim_idle: float, by: str) -> int:
+          group: str, batch: int, claim_idle: float, by: str, kind: str | None = None) -> int:
     """``DeadLetters.drain``: the arguments are checked here, the docstring is there."""
+    letters.index.index_keys(reason, None, None, kind)
     if reason is not None:
-        letters.index.index_keys(reason, None, None)
         group = f"{group}:{reason}"
+    if kind is not None:
+        group = f"{group}:kind={kind}"
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_LIMIT:
         raise ValueError(f"batch must be an int in 1..{MAX_LIMIT}, got {batch!r}")
     idle_ms = int(check_seconds("claim_idle", claim_idle, positive=False) * 1000)
     consumer = check_name("consumer", consumer or f"{socket.gethostname()}-{os.getpid()}")
-    return _Drain(letters, group, consumer, batch, reason, check_name("by", by, 200)).run(
-        handler, idle_ms)
+    return _Drain(letters, group, consumer, batch, reason, check_name("by", by, 200),
+                  kind).run(handler, idle_ms)
 
 
 class _Drain:
     """One drain call: the group, the consumer and the filter every step shares."""
 
     def __init__(self, letters: DeadLetters, group: str, consumer: str, batch: int,
-                 reason: str | None, by: str) -> None:
+                 reason: str | None, by: str, kind: str | None) -> None:
         self.client: redis.Redis = letters.client
         self.letters = letters
         self.stream = letters.keys.dead_letters
         self.group, self.consumer, self.batch, self.reason, self.by = (group, consumer, batch,
                                                                         reason, by)
+        self.kind = kind
 
     def run(self, handler: Handler, idle_ms: int) -> int:
         handled = 0
@@ -87,12 +90,14 @@ class _Drain:
         return [(letter_id, found.get(letter_id)) for letter_id in ids]
 
     def _settle(self, letter_id: str, letter: DeadLetter | None, handler: Handler) -> int:
-        if letter is None or letter.state != QUARANTINED or self.reason not in (None,
-                                                                               letter.reason):
+        if letter is None or letter.state != QUARANTINED or self.reason not in (
+                None, letter.reason) or self.kind not in (None, letter.kind):
             self.client.xack(self.stream, self.group, letter_id)  # not ours to hand over
             return 0
         try:
             handler(letter)
+        except KeepQuarantined:
+            return 0  # unacknowledged: it stays pending, and quarantined, for a later drain
         except Exception as exc:
             exc.add_note(f"dead-letter drain stopped at {letter_id}; it stays pending in "
                          f"{self.group}")

@@ -1,6 +1,7 @@
 """Choosing dead letters page by page, newest first, at a cost that does not grow with their
 number: the stream when nothing is filtered, one index (sorted set scored by quarantine ms)
-for one filter, the smallest index checked against the others for several.
+for one filter, the smallest index checked against the others for several. Every filter has
+its index (reason, session key, tool, kind, held state): none scans the letters.
 
 A cursor is ``s:<stream id>`` (stream) or ``z:<score>:<member>`` (an index). Equal scores
 (same millisecond) sort by member, so a (score, member) position is exact even when letters
@@ -14,12 +15,14 @@ from typing import Any
 import redis
 
 from ...ownership import as_text
-from ..codes import REASONS
+from ..codes import ARCHIVED, KINDS, QUARANTINED, REASONS, REDELIVERED
 from ..keys import BrokerKeys
 
 MAX_LIMIT = 1000      # letters per page (and per drain read)
 WALK_FACTOR = 20      # several filters: at most WALK_FACTOR * limit letters examined per page
-FILTER_NAMES = {"reason": "reason", "sk": "session_key", "tool": "tool"}
+FILTER_NAMES = {"reason": "reason", "sk": "session_key", "tool": "tool", "kind": "kind",
+                "state": "state"}
+HELD_STATES = (QUARANTINED, REDELIVERED, ARCHIVED)  # the states a listing can filter on
 
 Ids = tuple[list[str], str | None]   # letter ids, newest first, and the cursor after them
 
@@ -38,11 +41,15 @@ class LetterIndex:
         self.keys = keys
 
     def index_keys(self, reason: str | None, session_key: str | None,
-                   tool: str | None) -> list[str]:
+                   tool: str | None, kind: str | None = None,
+                   state: str | None = None) -> list[str]:
         """The index keys of the given filters; ValueError naming a bad one."""
-        if reason is not None and reason not in REASONS:
-            raise ValueError(f"reason must be one of {', '.join(REASONS)}; got {reason!r}")
-        given = (("reason", reason), ("sk", session_key), ("tool", tool))
+        for name, value, allowed in (("reason", reason, REASONS), ("kind", kind, KINDS),
+                                     ("state", state, HELD_STATES)):
+            if value is not None and value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        given = (("reason", reason), ("sk", session_key), ("tool", tool), ("kind", kind),
+                 ("state", state))
         return [self.keys.dead_letter_index(f, check_name(FILTER_NAMES[f], v))
                 for f, v in given if v is not None]
 

@@ -128,6 +128,11 @@ class ReplayRefused(Exception):
         self.dead_letter_id, self.reason, self.detail = dead_letter_id, reason, detail
 
 
+class KeepQuarantined(Exception):
+    """Raised by a drain handler that could not export a letter whole (an image missing): the
+    drain leaves it quarantined and pending for a later drain, and goes on with the others."""
+
+
 class RunRef(Protocol):
     """What a replay needs of its target: a Run, a Lease or a RunStatus will do."""
 
@@ -157,8 +162,10 @@ class Page:
 
 @dataclass(frozen=True)
 class Stats:
-    """Letters held now, by reason, tool and state; ``counters`` are the raw running totals
-    (``reason:*`` and ``total`` ever quarantined, ``expired:age|overflow``, ``state:*``)."""
+    """Letters held now, by reason, tool, state and kind; ``counters`` are the raw running
+    totals (``reason:*`` and ``total`` ever quarantined, ``expired:age|overflow``,
+    ``state:*``). With ``filters`` every count is of the held letters matching them, and
+    ``by_state`` names held states only (tombstones are not indexed)."""
 
     counters: dict[str, int]
     held: int
@@ -166,6 +173,8 @@ class Stats:
     by_tool: dict[str, int]
     by_state: dict[str, int]   # expired and discarded: tombstones ever made
     oldest_age: float | None   # seconds since the oldest held letter arrived (server time)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    filters: dict[str, str] = field(default_factory=dict)  # the kind/state the counts are of
 
     def __getitem__(self, name: str) -> int:
         return self.counters[name]

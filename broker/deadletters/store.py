@@ -2,16 +2,18 @@
 with its reason and history: list, show, replay, discard, purge, sweep, drain, stats.
 
 Layout (see includes/deadLetter.lua): the stream <ns>:dlq orders letters by arrival, the hash
-<ns>:dlq:letter:<id> holds each letter, <ns>:dlq:idx:{reason,sk,tool}:<value> index them
-(sorted sets scored by quarantine ms). A letter is *held* (in the stream and indexes) while
-quarantined, redelivered or archived; expired and discarded ones are tombstones: record and
-history only, kept for max-age. Every state change is one Lua script on Redis server time.
+<ns>:dlq:letter:<id> holds each letter, <ns>:dlq:idx:{reason,sk,tool,kind,state}:<value>
+index them (sorted sets scored by quarantine ms; state: held states only). A letter is *held*
+(in the stream and indexes) while quarantined, redelivered or archived; expired and discarded
+ones are tombstones: record and history only, kept for max-age. Every state change is one Lua
+script on Redis server time.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -20,14 +22,14 @@ from ...ownership import (
     Scripts,
     as_text,
     check_seconds,
-    glob_escape,
     server_time_ms,
     unavailable_as_error,
 )
-from ..codes import REASONS, REPLAY_REFUSALS, STATES
+from ..codes import REPLAY_REFUSALS
 from ..keys import BrokerKeys
 from ..settings import Settings
 from . import drain as draining
+from . import figures
 from .index import MAX_LIMIT, LetterIndex, check_name
 from .letter import (
     DeadLetter,
@@ -88,11 +90,13 @@ class DeadLetters:
     def list(self, reason: str | None = None, session_key: str | None = None,
              tool: str | None = None, since: float | None = None,
              newer_than: float | None = None, limit: int = 50,
-             cursor: str | None = None) -> Page:
+             cursor: str | None = None, kind: str | None = None,
+             state: str | None = None) -> Page:
         """Held letters (quarantined, redelivered, archived), newest first.
 
         ``since`` is an epoch time in seconds, ``newer_than`` seconds before Redis' now (give
-        one). No filter reads the stream; one of reason / session_key / tool reads that index;
+        one). ``kind`` is one of KINDS, ``state`` one of HELD_STATES. No filter reads the
+        stream; one of reason / session_key / tool / kind / state reads that index;
         several walk the smallest index and check the others, examining at most
         ``index.WALK_FACTOR * limit`` letters per call: such a page may hold fewer than
         ``limit`` letters, even none, and still carry a cursor. Each call costs a fixed number
@@ -100,7 +104,7 @@ class DeadLetters:
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be an int in 1..{MAX_LIMIT}, got {limit!r}")
-        indexes = self.index.index_keys(reason, session_key, tool)
+        indexes = self.index.index_keys(reason, session_key, tool, kind, state)
         low = self._low_ms(since, newer_than)
         with unavailable_as_error():
             ids, nxt = self.index.select(indexes, low, None, limit, cursor)
@@ -117,10 +121,22 @@ class DeadLetters:
 
     # -- state changes -------------------------------------------------------------------------
 
-    def replay(self, dead_letter_id: str, to: RunRef, by: str = "api") -> ReplayResult:
+    def replay(self, dead_letter_id: str, to: RunRef, by: str = "api",
+               force: bool = False) -> ReplayResult:
         """Append a quarantined letter to ``to``'s inbox as role=tool, kind=recovered, with
         provenance naming the letter and its original run. Only into a live or parked run of
-        the letter's session key; only once. ``ReplayRefused`` says why not."""
+        the letter's session key; only once; a kind=error letter (a notice such as
+        ``{"error": "cancelled"}``, not a result) only with ``force``. ``ReplayRefused`` says
+        why not."""
+        if not force:
+            with unavailable_as_error():
+                kind, state = self.client.hmget(self.keys.dead_letter(dead_letter_id),
+                                                ["kind", "state"])
+            # kind never changes; other states get the script's own refusal
+            if kind in (b"error", "error") and state in (b"quarantined", "quarantined"):
+                raise ReplayRefused(dead_letter_id, "error_kind",
+                                    "it is kind=error, an error notice rather than a result; "
+                                    "pass --force (force=True) to hand it over anyway")
         k, sk, run_id = self.keys, to.session_key, to.run_id
         keys = [k.dead_letters, k.dead_letter(dead_letter_id), k.run(sk, run_id),
                 k.inbox(sk, run_id), k.resume(sk, run_id)]
@@ -150,16 +166,17 @@ class DeadLetters:
 
     def purge(self, reason: str | None = None, older_than: float | None = None,
               session_key: str | None = None, tool: str | None = None,
-              dry_run: bool = False, by: str = "api") -> LetterIds:
+              dry_run: bool = False, by: str = "api", kind: str | None = None,
+              state: str | None = None) -> LetterIds:
         """Discard every held letter that matches (all given filters; ``older_than`` in
         seconds before Redis' now), in batches of PURGE_BATCH. Returns the ids discarded, or
         with ``dry_run`` the ids that would be, changing nothing."""
-        indexes = self.index.index_keys(reason, session_key, tool)
+        indexes = self.index.index_keys(reason, session_key, tool, kind, state)
         age_ms = (None if older_than is None
                   else int(check_seconds("older_than", older_than) * 1000))
         high = None if age_ms is None else self.server_time_ms() - age_ms
         args = [check_name("by", by, 200), self._keep_ms, "" if age_ms is None else age_ms,
-                reason or "", session_key or "", tool or ""]
+                reason or "", session_key or "", tool or "", kind or "", state or ""]
         done: LetterIds = []
         cursor: str | None = None
         while True:
@@ -195,7 +212,7 @@ class DeadLetters:
 
     def drain(self, handler: Callable[[DeadLetter], None], reason: str | None = None,
               consumer: str | None = None, group: str = "drain", batch: int = 100,
-              claim_idle: float = 300.0, by: str = "api") -> int:
+              claim_idle: float = 300.0, by: str = "api", kind: str | None = None) -> int:
         """Hand each quarantined letter to ``handler`` in stream order, then archive and
         acknowledge it in one step. Returns how many were handled.
 
@@ -203,36 +220,33 @@ class DeadLetters:
         at most the letter in flight. This consumer's own pending letters come first, after
         claiming those other consumers left pending longer than ``claim_idle`` seconds (a
         consumer holds a whole read ``batch``). A handler exception stops the drain and
-        leaves its letter pending. With ``reason`` the group is ``<group>:<reason>``, so
+        leaves its letter pending; a handler raising ``KeepQuarantined`` leaves its letter
+        quarantined and pending (a later drain hands it over again) and the drain goes on.
+        With ``reason`` (``kind``) the group is ``<group>:<reason>`` (``:kind=<kind>``), so
         letters of other reasons stay for other drains. Letters already redelivered,
         archived or gone are acknowledged and skipped.
         """
-        return draining.drain(self, handler, reason, consumer, group, batch, claim_idle, by)
+        return draining.drain(self, handler, reason, consumer, group, batch, claim_idle, by,
+                              kind)
+
+    def reindex(self, batch: int = 500) -> int:
+        """Index every held letter by kind and state (letters quarantined before those
+        indexes existed); idempotent, in script calls of ``batch`` letters. Returns how many
+        were indexed."""
+        done, after = 0, "-"
+        while True:
+            with unavailable_as_error():
+                rows: Any = self.client.xrange(self.keys.dead_letters, min=after, count=batch)
+            ids = [as_text(entry_id) for entry_id, _ in rows]
+            if not ids:
+                return done
+            with unavailable_as_error():
+                done += int(self.scripts("reindex", [self.keys.dead_letters], ids))
+            after = f"({ids[-1]}"
 
     # -- figures -------------------------------------------------------------------------------
 
-    def stats(self) -> Stats:
-        """Counts by reason, tool and state, and the age of the oldest held letter. The tools
-        come from a SCAN over the tool indexes: an operator's call, not a hot path."""
-        k = self.keys
-        with unavailable_as_error():
-            tools = sorted({as_text(key) for key in self.client.scan_iter(
-                match=glob_escape(k.dead_letter_index("tool", "")) + "*", count=500,
-                _type="zset")})
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(k.dead_letter_stats)
-            pipe.xlen(k.dead_letters)
-            pipe.time()
-            pipe.xrange(k.dead_letters, count=1)
-            for key in (*(k.dead_letter_index("reason", r) for r in REASONS), *tools):
-                pipe.zcard(key)
-            raw, held, (secs, micros), first, *cards = pipe.execute()
-        counters = {as_text(key): int(v) for key, v in raw.items()}
-        now = int(secs) * 1000 + int(micros) // 1000
-        oldest = (now - int(as_text(first[0][0]).split("-")[0])) / 1000 if first else None
-        prefix = len(k.dead_letter_index("tool", ""))
-        by_reason = dict(zip(REASONS, cards, strict=False))
-        by_tool = {key[prefix:]: n for key, n in zip(tools, cards[len(REASONS):], strict=True)}
-        return Stats(counters, int(held), {r: n for r, n in by_reason.items() if n},
-                     {t: n for t, n in by_tool.items() if n},
-                     {s: counters.get(f"state:{s}", 0) for s in STATES}, oldest)
+    def stats(self, kind: str | None = None, state: str | None = None) -> Stats:
+        """Counts by reason, tool, kind and state, and the age of the oldest held letter; of
+        the held letters of ``kind`` and/or ``state`` when given (see ``figures``)."""
+        return figures.stats(self.client, self.keys, self.index, kind, state)

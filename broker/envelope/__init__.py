@@ -1,10 +1,11 @@
 """The envelope: who a background result belongs to, signed. ``signed`` holds the format and
 the signature, ``errors`` what can be wrong with one, ``args`` the digest of the task
-arguments it signs. Import from here.
+arguments it signs, ``secrets`` a runtime's str secrets as bytes. Import from here.
 """
 
 from .args import digest_args
 from .errors import RAW_CAP, BadSignature, EnvelopeError, MalformedEnvelope
+from .secrets import utf8_secrets
 from .signed import (
     INCARNATION_HEX,
     MAX_TOOL_BYTES,
@@ -31,5 +32,6 @@ __all__ = [
     "MalformedEnvelope",
     "VerifiedEnvelope",
     "check_secrets",
+    "utf8_secrets",
     "digest_args",
 ]

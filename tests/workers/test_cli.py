@@ -66,8 +66,11 @@ def test_ls_shows_reason_and_owning_run(setup: Any) -> None:
     malformed = client.gate.deliver(os.urandom(64), result={}).entry_id
     out = invoke(app, dlq, ["ls"])
     assert out.exit_code == 0
-    lines = out.output.splitlines()
-    assert lines[0].split() == ["ID", "QUARANTINED", "REASON", "TOOL", "STATE", "OWNING", "RUN"]
+    source, *lines = out.output.splitlines()
+    config = app.leasegate_config
+    assert source == f"(redis {config.redis_url}, namespace {config.namespace})"
+    assert lines[0].split() == ["ID", "QUARANTINED", "REASON", "KIND", "TOOL", "STATE", "OWNING",
+                                "RUN"]
     by_id = {line.split()[0]: line for line in lines[1:]}
     assert set(by_id) == {released, superseded, malformed}
     assert "run_released" in by_id[released] and run.run_id[:12] in by_id[released]
@@ -160,7 +163,7 @@ def test_purge_dry_run_then_yes(setup: Any) -> None:
     dry = invoke(app, dlq, ["purge", "--reason", "run_released", "--dry-run"])
     assert dry.exit_code == 0 and "would purge 3" in dry.output
     assert invoke(app, dlq, ["purge", "--reason", "run_released", "--older-than", "1h",
-                             "--yes"]).output.startswith("nothing to purge")
+                             "--yes"]).output.splitlines()[-1].startswith("nothing to purge")
     done = invoke(app, dlq, ["purge", "--reason", "run_released", "--yes"])
     assert done.exit_code == 0 and "purged 3" in done.output
     assert {client.dead_letters.get(i).state for i in ids} == {"discarded"}

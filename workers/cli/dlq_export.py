@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 
 def drain_to(client: Client, to_dir: Path,
              record_of: Callable[[DeadLetter, float], dict[str, Any]], reason: str | None,
-             todo: int) -> int:
+             kind: str | None, todo: int) -> tuple[int, list[str]]:
     """Export every quarantined letter (``record_of``: its JSON form) and its images to
-    ``to_dir``, archiving each once written; the number drained."""
+    ``to_dir``, archiving each once written; the number drained, and the ids of the letters
+    kept quarantined because an image of theirs could not be exported."""
+    from ...broker import KeepQuarantined
+
+    kept: list[str] = []
     images = to_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     manifest = to_dir / "manifest.jsonl"
@@ -34,21 +38,24 @@ def drain_to(client: Client, to_dir: Path,
 
         def export(letter: DeadLetter) -> None:
             record = record_of(letter, now)
+            bar.update(1)
+            if any(not ref["path"] for ref in record["artifacts"]):
+                kept.append(letter.id)  # archived without its image, the image is lost
+                raise KeepQuarantined(letter.id)
             for ref in record["artifacts"]:
-                if ref["path"]:
-                    target = images / f"{ref['digest']}{_suffix(ref['media_type'])}"
-                    shutil.copyfile(ref["path"], target)
-                    ref["exported"] = str(target.relative_to(to_dir))
+                target = images / f"{ref['digest']}{_suffix(ref['media_type'])}"
+                shutil.copyfile(ref["path"], target)
+                ref["exported"] = str(target.relative_to(to_dir))
             if letter.id not in done:  # a crash between export and ack repeats the letter
                 # one unbuffered write per line: a crash leaves whole lines, or one cut short
                 # at the end, which the next run trims
                 out.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
                 done.add(letter.id)
-            bar.update(1)
 
         # one consumer name per host: a re-run after a crash resumes its own pending letters
-        return client.dead_letters.drain(export, reason=reason, by=who(),
-                                         consumer=f"cli@{socket.gethostname()}")
+        count = client.dead_letters.drain(export, reason=reason, kind=kind, by=who(),
+                                          consumer=f"cli@{socket.gethostname()}")
+    return count, kept
 
 
 def _manifest_ids(manifest: Path) -> set[str]:

@@ -7,7 +7,9 @@ import threading
 import click
 from celery.bin.base import CeleryCommand
 
-from .common import Group, client_for, leasegate_config, parse_duration
+from .common import Group, about, client_for, fail, parse_duration, source
+from .doctor import doctor
+from .letters import ArtifactAccess
 
 
 @click.group(name="leasegate", cls=Group)
@@ -32,10 +34,11 @@ def metrics(ctx: click.Context, port: int, addr: str, interval: float, once: boo
 
     registry = exporter_registry(client_for(ctx), interval)
     if once:
+        click.echo(f"# {source(ctx)}")  # a comment line: still the exposition format
         click.echo(generate_latest(registry).decode(), nl=False)
         return
     serve(registry, port, addr)
-    click.echo(f"leasegate metrics on http://{addr}:{port}/metrics", err=True)
+    click.echo(f"leasegate metrics on http://{addr}:{port}/metrics ({source(ctx)})", err=True)
     threading.Event().wait()  # serve until stopped
 
 
@@ -51,11 +54,20 @@ def collect_artifacts(ctx: click.Context, grace: str, dry_run: bool) -> None:
 
     seconds = parse_duration(grace, "--grace")
     client = client_for(ctx)
-    store = leasegate_config(ctx).artifact_store()
+    access = ArtifactAccess(ctx)
+    if access.store is None:  # never a fresh, empty store here: there is nothing to collect
+        fail(access.note)
+        return
+    store = access.store
     if dry_run:
+        about(ctx)
         referenced = referenced_digests(client.redis, client.keys)
         unreferenced = [d for d in store.digests() if d not in referenced]
         click.echo(f"{len(unreferenced)} unreferenced artifact(s) (younger ones are kept)")
         return
     removed = collect(client.redis, client.keys, store, seconds)
+    about(ctx)
     click.echo(f"removed {len(removed)} unreferenced artifact(s)")
+
+
+leasegate.add_command(doctor)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from celery.bin.base import CeleryCommand
 
-from .common import Group, LazyChoice, age, client_for, emit_json, fail, table
+from .common import Group, LazyChoice, about, age, client_for, emit_json, fail, table
 
 if TYPE_CHECKING:
     from ...broker import Client, Run
@@ -41,27 +41,53 @@ def runs() -> None:
     """Runs of session keys: leases, fences, inboxes."""
 
 
+def _position(status: RunStatus) -> tuple[int, str]:
+    """Where a run sorts (newest first): its start in ms, then its id for equal starts."""
+    return round((status.created_at or 0) * 1000), status.run_id
+
+
+def _after(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None:
+        return None
+    ms, _, run_id = cursor.partition(":")
+    if not ms.isdigit() or not run_id:
+        raise click.BadParameter(f"{cursor!r} is not a cursor this listing printed",
+                                 param_hint="--cursor")
+    return int(ms), run_id
+
+
 @runs.command(name="ls", cls=CeleryCommand)
 @click.option("--state", type=LazyChoice(run_states))
 @click.option("--session", "session_key")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", help="continue a listing from its printed cursor")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def ls(ctx: click.Context, state: str | None, session_key: str | None, as_json: bool) -> None:
+def ls(ctx: click.Context, state: str | None, session_key: str | None, limit: int,
+       cursor: str | None, as_json: bool) -> None:
     """List runs, newest first."""
+    after = _after(cursor)
     client = client_for(ctx)
     now = client.server_time_ms() / 1000
     found = [client.registry.status(sk, rid) for sk, rid in client.registry.runs(session_key)]
-    found = [s for s in found if state is None or s.state.value == state]
-    found.sort(key=lambda s: s.created_at or 0, reverse=True)
+    found = [s for s in found if (state is None or s.state.value == state)
+             and (after is None or _position(s) < after)]
+    found.sort(key=_position, reverse=True)
+    page, more = found[:limit], len(found) > limit
+    nxt = "{}:{}".format(*_position(page[-1])) if more else None
     if as_json:
-        emit_json({"runs": [status_json(s, now) for s in found]})
+        emit_json({"runs": [status_json(s, now) for s in page], "cursor": nxt})
         return
-    if not found:
+    about(ctx)
+    if not page:
         click.echo("no runs")
         return
+    found = page
     click.echo(table([[s.run_id, s.session_key, str(s.fence), s.state.value,
                        s.outcome or "-", age(now - (s.created_at or now))] for s in found],
                      ["RUN", "SESSION", "FENCE", "STATE", "OUTCOME", "STARTED"]))
+    if nxt:
+        click.echo(f"more: --cursor {nxt}")
 
 
 def _attach(ctx: click.Context, client: Client, run_id: str, session_key: str | None) -> Run:
@@ -92,12 +118,14 @@ def show(ctx: click.Context, run_id: str, session_key: str | None, as_json: bool
         emit_json({"run": status_json(status, now),
                    "inbox": [{"seq": e.seq, "id": e.id, "role": e.role, "kind": e.kind,
                               "callback_id": e.callback_id, "provenance": e.provenance,
+                              "payload": e.payload,
                               "artifacts": [a.to_dict() for a in e.artifacts]}
                              for e in entries],
                    "pending": pending,
                    "dead_letters": [{"id": x.id, "reason": x.reason, "state": x.state,
                                      "callback_id": x.callback_id} for x in letters]})
         return
+    about(ctx)
     click.echo(f"run {run.run_id} of {run.session_key}: {status.state.value}, "
                f"fence {status.fence}, started {age(now - (status.created_at or now))}"
                + (f", outcome {status.outcome}" if status.outcome else "")
@@ -143,6 +171,7 @@ def audit(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json({"runs_checked": checked, "runs_vanished": vanished, "problems": problems})
     else:
+        about(ctx)
         for p in problems:
             click.echo(f"PROBLEM run {p['run_id']} ({p['session_key']}) entry {p['seq']}: "
                        f"{p['problem']}")

@@ -69,3 +69,19 @@ class CancelToken:
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking early on cancel; True if cancelled."""
         return self._event.wait(max(0.0, seconds))
+
+
+class Quarantined(Exception):
+    """Raised by an owned task *after* its callback was quarantined (its verdict is written,
+    once): Celery then reports the task as FAILURE with a task-failed event, so Flower and
+    ``celery events`` never show undelivered work as a success. It is in ``OwnedTask.throws``:
+    the worker logs it as an expected error (one INFO line, no traceback), and the message is
+    acknowledged as any failed task's (no redelivery, no retry)."""
+
+    def __init__(self, reason: str, dead_letter_id: str, detail: str = "") -> None:
+        super().__init__(reason, dead_letter_id, detail)  # args: what pickling rebuilds
+        self.reason, self.dead_letter_id, self.detail = reason, dead_letter_id, detail
+
+    def __str__(self) -> str:
+        return (f"callback quarantined: {self.reason}, dead letter {self.dead_letter_id}"
+                + (f" ({self.detail})" if self.detail else ""))

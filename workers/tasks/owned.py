@@ -33,12 +33,13 @@ from ...broker import (
     BadSignature,
     Envelope,
     EnvelopeError,
+    Verdict,
     VerifiedEnvelope,
     wire_from_header,
 )
 from ...ownership import RegistryUnavailable
 from ..metrics import GATE_LATENCY
-from .errors import BadRequest, Cancelled, CancelToken, TransientError
+from .errors import BadRequest, Cancelled, CancelToken, Quarantined, TransientError
 from .runtime import WorkerRuntime, patiently
 from .verdicts import error_payload, internal_payload, storable
 
@@ -75,6 +76,7 @@ class OwnedTask(Task):  # type: ignore[misc]
     serializer = "msgpack"
     typing = False  # the work function takes an OwnedContext first; callers never pass it
     tool: str | None = None  # the tool its envelopes name; None: the name's last dotted part
+    throws = (Quarantined,)  # an expected outcome: logged in one line, not as a crash
 
     @property
     def tool_name(self) -> str:
@@ -86,7 +88,7 @@ class OwnedTask(Task):  # type: ignore[misc]
         opened: list[VerifiedEnvelope] = []  # the envelope, once trusted: the fallback's owner
         try:
             try:
-                self._own(runtime, args, kwargs, opened)
+                verdict = self._own(runtime, args, kwargs, opened)
             except (RegistryUnavailable, Retry, Reject, Ignore):
                 raise
             except Exception as exc:
@@ -94,7 +96,7 @@ class OwnedTask(Task):  # type: ignore[misc]
                     raise  # no trusted envelope: nothing names an owner to give a verdict to
                 log.exception("owned task %s failed outside its work: an internal verdict",
                               self.name)
-                self._deliver(runtime, opened[0], internal_payload(exc), "error")
+                verdict = self._deliver(runtime, opened[0], internal_payload(exc), "error")
         except RegistryUnavailable as exc:
             # Redis stayed away past our patience: nothing was decided. Give the message back
             # (a retry would have to publish through that same Redis); if even that fails, it
@@ -103,9 +105,13 @@ class OwnedTask(Task):  # type: ignore[misc]
             log.warning("Redis unavailable for callback work of task %s: requeued (%s)",
                         self.request.id, exc)
             raise Reject(exc, requeue=True) from exc
+        if verdict is not None and not verdict.delivered and not verdict.repeat:
+            # raised only now, its verdict written: nothing above can turn it into a second
+            raise Quarantined(verdict.reason or "quarantined", verdict.entry_id, verdict.detail)
 
     def _own(self, runtime: WorkerRuntime, args: tuple[Any, ...], kwargs: dict[str, Any],
-             opened: list[VerifiedEnvelope]) -> None:
+             opened: list[VerifiedEnvelope]) -> Verdict | None:
+        """The callback's verdict, or None when an earlier delivery of it gave one."""
         wire = self._wire()
         try:
             env = runtime.gate.open(wire, task_args=kwargs)
@@ -118,24 +124,26 @@ class OwnedTask(Task):  # type: ignore[misc]
             verdict = patiently(lambda: runtime.gate.quarantine_raw(wire, error))
             log.warning("quarantined %s message for task %s: %s (dead letter %s)",
                         error.reason, self.name, error, verdict.entry_id)
-            return
+            return verdict
         opened.append(env)
-        if self._refused_deadline(runtime, env):
-            return
+        refused = self._refused_deadline(runtime, env)
+        if refused is not None:
+            return refused
 
         admission = patiently(lambda: runtime.gate.check(env))
         if admission.repeat:
             log.info("callback %s already has a verdict (%s): no work", env.callback_id,
                      admission.reason)
-            return
+            return None
         if not admission.admitted:
             # the skip is counted in the same gate step: a retried delivery never counts twice
-            self._deliver(runtime, env, {"error": "skipped", "reason": admission.reason},
-                          "error", count=f"skipped:{admission.reason}:{env.tool}")
+            verdict = self._deliver(runtime, env, {"error": "skipped",
+                                                   "reason": admission.reason},
+                                    "error", count=f"skipped:{admission.reason}:{env.tool}")
             log.info("skipped %s for callback %s: owner %s", self.name, env.callback_id,
                      admission.reason)
-            return
-        self._work(runtime, env, kwargs)
+            return verdict
+        return self._work(runtime, env, kwargs)
 
     def _check_binding(self, wire: bytes, env: VerifiedEnvelope) -> None:
         """A signed envelope is good for one message: its tool's task, its task id. Re-sent
@@ -147,19 +155,20 @@ class OwnedTask(Task):  # type: ignore[misc]
             raise BadSignature(f"envelope is for task id {env.task_id!r}, but the message's "
                                f"id is {self.request.id!r}", wire, env)
 
-    def _refused_deadline(self, runtime: WorkerRuntime, env: VerifiedEnvelope) -> bool:
+    def _refused_deadline(self, runtime: WorkerRuntime,
+                          env: VerifiedEnvelope) -> Verdict | None:
         """Quarantine a deadline longer than this worker's max_deadline, with no work: past
         the visibility timeout the message would be handed out (and generated) twice."""
         span_ms = env.deadline_at_ms - env.submitted_at_ms
         limit = runtime.config.max_deadline
         if span_ms <= round(limit * 1000):
-            return False
+            return None
         detail = (f"deadline is {span_ms / 1000:g} s; this worker's maximum "
                   f"(LEASEGATE_MAX_DEADLINE) is {limit:g} s")
         verdict = patiently(lambda: runtime.gate.refuse(env, "deadline_too_long", detail))
         log.warning("refused %s callback %s: %s (dead letter %s)", self.name,
                     env.callback_id, detail, verdict.entry_id)
-        return True
+        return verdict
 
 
     def _wire(self) -> bytes:
@@ -170,7 +179,8 @@ class OwnedTask(Task):  # type: ignore[misc]
                          "headers": sorted(headers)}).encode()
         return wire_from_header(value)
 
-    def _work(self, runtime: WorkerRuntime, env: Envelope, kwargs: dict[str, Any]) -> None:
+    def _work(self, runtime: WorkerRuntime, env: Envelope,
+              kwargs: dict[str, Any]) -> Verdict:
         cancel = CancelToken()
         runtime.watch.watch(env, cancel)
         log.info("working on %s callback %s (attempt %d, pid %d)", self.name, env.callback_id,
@@ -178,9 +188,9 @@ class OwnedTask(Task):  # type: ignore[misc]
         try:
             outcome = self.run(OwnedContext(env, cancel, runtime), **kwargs)
         except Cancelled as exc:
-            self._deliver(runtime, env, error_payload("cancelled", exc), "error")
+            return self._deliver(runtime, env, error_payload("cancelled", exc), "error")
         except BadRequest as exc:
-            self._deliver(runtime, env, error_payload("bad_request", exc,
+            return self._deliver(runtime, env, error_payload("bad_request", exc,
                                                       field=getattr(exc, "field", None)),
                           "error")
         except TransientError as exc:
@@ -188,12 +198,12 @@ class OwnedTask(Task):  # type: ignore[misc]
                 countdown = exc.retry_after or min(60.0, 2.0 ** self.request.retries)
                 raise self.retry(exc=exc, countdown=countdown * (1 + random.random() / 4),
                                  max_retries=runtime.config.max_retries) from exc
-            self._deliver(runtime, env, error_payload("transient", exc,
-                                                      retries=self.request.retries),
-                          "error")
+            return self._deliver(runtime, env, error_payload("transient", exc,
+                                                             retries=self.request.retries),
+                                 "error")
         except Exception as exc:
             log.exception("owned task %s failed", self.name)
-            self._deliver(runtime, env, error_payload(type(exc).__name__, exc), "error")
+            return self._deliver(runtime, env, error_payload(type(exc).__name__, exc), "error")
         else:
             if not isinstance(outcome, OwnedResult):
                 outcome = OwnedResult(payload={"value": outcome})
@@ -202,16 +212,17 @@ class OwnedTask(Task):  # type: ignore[misc]
                         for data, media_type in outcome.files]
             except (OSError, ArtifactError) as exc:
                 log.exception("artifact store failed for callback %s", env.callback_id)
-                self._deliver(runtime, env, error_payload("artifact_store", exc), "error")
-            else:
-                # a result the gate cannot store becomes an error that says why
-                payload, kind = storable(outcome.payload, runtime.gate.settings.max_result_bytes)
-                self._deliver(runtime, env, payload, kind, refs if kind == "result" else [])
+                return self._deliver(runtime, env, error_payload("artifact_store", exc),
+                                     "error")
+            # a result the gate cannot store becomes an error that says why
+            payload, kind = storable(outcome.payload, runtime.gate.settings.max_result_bytes)
+            return self._deliver(runtime, env, payload, kind,
+                                 refs if kind == "result" else [])
         finally:
             runtime.watch.unwatch(env)
 
     def _deliver(self, runtime: WorkerRuntime, env: Envelope, payload: dict[str, Any],
-                 kind: str, refs: list[Any] | None = None, count: str = "") -> None:
+                 kind: str, refs: list[Any] | None = None, count: str = "") -> Verdict:
         started = time.perf_counter()
         verdict = patiently(lambda: runtime.gate.deliver(
             env, payload, refs or [], kind=kind, count=count))  # type: ignore[arg-type]
@@ -225,6 +236,7 @@ class OwnedTask(Task):  # type: ignore[misc]
                 callback_id=env.callback_id, session_key=env.session_key, run_id=env.run_id,
                 fence=env.fence, tool=env.tool, kind=kind, reason=verdict.reason,
                 entry_id=verdict.entry_id, detail=verdict.detail)
+        return verdict
 
 
 def owned_task(app: Celery, *, tool: str | None = None,

@@ -1,14 +1,16 @@
 -- Dead letters: one stream for the deployment (<ns>:dlq) in arrival order, a hash per letter
 -- (<ns>:dlq:letter:<id>) with the full record and its history, sorted-set indexes by reason,
--- session key and tool (score: quarantined ms) for filtered listing, and counters
+-- session key, tool, kind and held state (score: quarantined ms) for filtered listing, and counters
 -- (<ns>:dlq:stats). dead_letters is '<ns>:dlq': the stream's key, and the prefix of the others.
 
 local function letter_key(dead_letters, id) return dead_letters .. ':letter:' .. id end
 
-local function index_keys(dead_letters, reason, sk, tool)
+local function index_keys(dead_letters, reason, sk, tool, kind, state)
   local keys = {dead_letters .. ':idx:reason:' .. reason}
   if sk and sk ~= '' then keys[#keys + 1] = dead_letters .. ':idx:sk:' .. sk end
   if tool and tool ~= '' then keys[#keys + 1] = dead_letters .. ':idx:tool:' .. tool end
+  if kind and kind ~= '' then keys[#keys + 1] = dead_letters .. ':idx:kind:' .. kind end
+  if state and state ~= '' then keys[#keys + 1] = dead_letters .. ':idx:state:' .. state end
   return keys
 end
 
@@ -25,13 +27,13 @@ end
 -- out of the stream and the indexes, counted. Never a silent drop.
 local function tombstone(dead_letters, id, cause, now, keep_ms)
   local key = letter_key(dead_letters, id)
-  local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state')
+  local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state', 'kind')
   if f[4] then
     redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. f[4], -1)
     redis.call('HDEL', key, 'body', 'raw', 'arts')
     add_history(dead_letters, key, 'expired', now, 'retention', cause)
     redis.call('PEXPIRE', key, keep_ms)
-    for _, idx in ipairs(index_keys(dead_letters, f[1], f[2], f[3])) do
+    for _, idx in ipairs(index_keys(dead_letters, f[1], f[2], f[3], f[5], f[4])) do
       redis.call('ZREM', idx, id)
     end
   end
@@ -64,7 +66,8 @@ local function dead_letter(dead_letters, reason, sk, tool, fields, now, max_age_
              'quarantined', now, unpack(fields))
   add_history(dead_letters, key, 'quarantined', now, 'gate', reason)
   -- no TTL while quarantined: only sweep() retires a letter, and never without a tombstone
-  for _, idx in ipairs(index_keys(dead_letters, reason, sk, tool)) do
+  local kind = redis.call('HGET', key, 'kind')
+  for _, idx in ipairs(index_keys(dead_letters, reason, sk, tool, kind, 'quarantined')) do
     redis.call('ZADD', idx, now, id)
   end
   redis.call('HINCRBY', dead_letters .. ':stats', 'reason:' .. reason, 1)
@@ -78,13 +81,13 @@ end
 -- already a tombstone).
 local function retire(dead_letters, id, state, now, by, note, keep_ms)
   local key = letter_key(dead_letters, id)
-  local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state')
+  local f = redis.call('HMGET', key, 'reason', 'sk', 'tool', 'state', 'kind')
   if not f[4] or f[4] == 'expired' or f[4] == 'discarded' then return false end
   redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. f[4], -1)
   redis.call('HDEL', key, 'body', 'raw', 'arts')
   add_history(dead_letters, key, state, now, by, note)
   redis.call('PEXPIRE', key, keep_ms)
-  for _, idx in ipairs(index_keys(dead_letters, f[1], f[2], f[3])) do
+  for _, idx in ipairs(index_keys(dead_letters, f[1], f[2], f[3], f[5], f[4])) do
     redis.call('ZREM', idx, id)
   end
   redis.call('XDEL', dead_letters, id)
@@ -92,8 +95,11 @@ local function retire(dead_letters, id, state, now, by, note, keep_ms)
 end
 
 -- Move a held letter to another held state (redelivered, archived): it stays in the stream and
--- the indexes, so operators still find it; the per-state counters follow.
+-- the indexes, so operators still find it; the per-state counters and indexes follow.
 local function change_state(dead_letters, key, from, to, now, by, note)
   redis.call('HINCRBY', dead_letters .. ':stats', 'state:' .. from, -1)
   add_history(dead_letters, key, to, now, by, note)
+  local f = redis.call('HMGET', key, 'id', 'quarantined')
+  redis.call('ZREM', dead_letters .. ':idx:state:' .. from, f[1])
+  redis.call('ZADD', dead_letters .. ':idx:state:' .. to, f[2], f[1])
 end
