@@ -39,20 +39,24 @@ def async_redis(request: Request, settings: StreamSettings) -> aioredis.Redis:
         # a blocked XREAD lasts at most poll (or heartbeat) seconds: well inside the timeout
         found = aioredis.Redis.from_url(
             url, socket_timeout=max(settings.poll, settings.heartbeat) + 30,
-            socket_connect_timeout=2)
+            socket_connect_timeout=2, max_connections=settings.max_streams + 64)
+        request.app.state.open_streams = 0
         request.app.state.async_redis = found
     return found
 
 
-async def until_unavailable(events: AsyncIterator[str]) -> AsyncIterator[str]:
-    """A Redis outage mid-stream ends it with an ``error`` event: reconnect with
-    Last-Event-ID once Redis is back, nothing is lost."""
+async def counted(request: Request, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The stream, counted among the process's open ones; a Redis outage mid-stream ends it
+    with an ``error`` event: reconnect with Last-Event-ID once Redis is back, nothing lost."""
+    request.app.state.open_streams += 1
     try:
         async for event in events:
             yield event
     except (RedisConnectionError, RedisTimeoutError, RegistryUnavailable) as exc:
         yield sse("error", {"error": {"code": "redis_unavailable",
                                       "message": f"Redis is unavailable: {exc}"}})
+    finally:
+        request.app.state.open_streams -= 1
 
 
 def resume_after(header: str | None, query: int | None) -> int:
@@ -99,8 +103,12 @@ async def stream_events(
     if first.state is RunState.UNKNOWN:
         raise ApiError(404, "run_not_found", "no such run: it never existed here or its "
                        "retention ran out", "run")
-    stream = InboxStream(async_redis(request, settings), run.inbox.key, target.ref, after,
-                         status, state_body, settings)
-    return StreamingResponse(until_unavailable(stream.events(first)),
+    redis = async_redis(request, settings)
+    if request.app.state.open_streams >= settings.max_streams:
+        raise ApiError(503, "too_many_streams", f"this process holds {settings.max_streams} "
+                       "streams (LEASEGATE_SSE_MAX_STREAMS): retry, or add a serve process")
+    stream = InboxStream(redis, run.inbox.key, target.ref, after, status, state_body,
+                         settings)
+    return StreamingResponse(counted(request, stream.events(first)),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
