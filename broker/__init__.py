@@ -12,6 +12,7 @@ from .artifacts import (
     ArtifactStore,
     FileArtifactStore,
     NamespacedArtifactStore,
+    check_digest,
     collect_artifacts,
     namespace_dir,
     referenced_digests,
@@ -45,7 +46,7 @@ from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
 from .reaper import Reaper
 from .records import pack_body
-from .runtime import Client, ReleaseReport, Run
+from .runtime import Client, ReleaseReport, Run, check_callback_id
 from .settings import Settings
 from .transport import (
     DEFAULT_TASKS,
@@ -63,6 +64,7 @@ __all__ = [
     "ReleaseReport",
     "Run",
     "Settings",
+    "check_callback_id",
     # envelopes and the gate
     "Admission",
     "BadSignature",
@@ -106,6 +108,7 @@ __all__ = [
     "ArtifactStore",
     "FileArtifactStore",
     "NamespacedArtifactStore",
+    "check_digest",
     "collect_artifacts",
     "kombu_url",
     "namespace_dir",
