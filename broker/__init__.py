@@ -39,7 +39,7 @@ from .gate import Admission, Gate, Verdict
 from .inbox import Entry, Inbox
 from .reaper import Reaper
 from .records import pack_body
-from .runtime import Client, ReleaseReport, Run
+from .runtime import Client, ReleaseReport, Run, check_callback_id
 from .settings import Settings
 from .transport import DEFAULT_TASKS, HEADER, IMAGE_GENERATE, Route, header_value, wire_from_header
 
@@ -49,6 +49,7 @@ __all__ = [
     "ReleaseReport",
     "Run",
     "Settings",
+    "check_callback_id",
     # envelopes and the gate
     "Admission",
     "BadSignature",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import health, whoami
+from . import health, inbox, runs, tasks, whoami
 
 ROUTERS: list[APIRouter] = [health.router, whoami.router]
+# the runtime API
+ROUTERS += [runs.router, tasks.router, inbox.router]

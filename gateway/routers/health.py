@@ -16,7 +16,7 @@ class Health(BaseModel):
     server_time_ms: int
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, operation_id="healthz")
 def healthz(gw: Gateway = Depends(gateway)) -> Health:  # noqa: B008
     return Health(ok=True, namespace=gw.client.keys.namespace,
                   server_time_ms=gw.client.server_time_ms())

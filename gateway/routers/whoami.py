@@ -18,6 +18,7 @@ class Identity(BaseModel):
     sessions: list[str]
 
 
-@router.api_route("/v1/whoami", methods=["GET", "POST"], response_model=Identity)
+@router.get("/v1/whoami", response_model=Identity, operation_id="whoami")
+@router.post("/v1/whoami", response_model=Identity, operation_id="whoamiPost")
 def whoami(token: Token = Depends(caller)) -> Identity:  # noqa: B008
     return Identity(name=token.name, role=token.role.value, sessions=list(token.sessions))

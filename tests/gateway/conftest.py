@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.ownership.testing import RedisServer
+from tests.support.celery_workers import WorkerProcess
 from tests.support.gateway import GatewayProcess
 
 
@@ -30,3 +31,17 @@ def gateway_redis() -> Iterator[RedisServer]:
     """One Redis (the preferred binary) for the gateway's tests: HTTP is not version-bound."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def gateway_worker(tmp_path_factory: pytest.TempPathFactory, gateway_namespace: str,
+                   gateway_redis: RedisServer,
+                   gateway_server: GatewayProcess) -> Iterator[WorkerProcess]:
+    """A real ``celery worker`` of the module's namespace, writing images where the gateway
+    reads them; images take a moment (0.3 s), so a test can end a run before one lands."""
+    worker = WorkerProcess(gateway_redis.url, gateway_namespace,
+                           tmp_path_factory.mktemp("gateway-worker"),
+                           LEASEGATE_ARTIFACT_DIR=gateway_server.env["LEASEGATE_ARTIFACT_DIR"],
+                           LEASEGATE_GENERATOR_LATENCY="0.3")
+    yield worker.start()
+    worker.stop()
