@@ -69,7 +69,7 @@ export async function generate() {
   if (Object.keys(doc.paths).length === 0) {
     throw new Error("the gateway's OpenAPI has no /v1/runs routes: is the runtime API mounted?");
   }
-  return HEADER + astToString(await openapiTS(doc, { alphabetize: true }));
+  return HEADER + astToString(await openapiTS(doc, { alphabetize: true, defaultNonNullable: false }));
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -2,7 +2,7 @@
 
 import { errorFromResponse, LeasegateError, networkError } from "./errors.js";
 import { Run } from "./run.js";
-import type { ArtifactRef, Policy, RunCreated, StartRunBody } from "./types.js";
+import type { ArtifactLink, Policy, RunStarted, StartRunBody } from "./types.js";
 
 export interface LeasegateClientOptions {
   /** where `leasegate serve` answers, e.g. "http://127.0.0.1:8080" */
@@ -22,7 +22,8 @@ export interface StartRunOptions {
   prompt: unknown;
   /** the lease in seconds; renew before it runs out or park */
   ttl: number;
-  /** "supersede" (default): a new run fences off the old one; "reject": 409 while one lives */
+  /** "supersede" (default): a new run fences off the old one; "exclusive": 409 lease_held
+   * while a live run holds the key */
   policy?: Policy;
   signal?: AbortSignal;
 }
@@ -58,7 +59,7 @@ export class LeasegateClient {
     const body: StartRunBody = { session_key: options.sessionKey, prompt: options.prompt,
                                  ttl: options.ttl };
     if (options.policy !== undefined) body.policy = options.policy;
-    const created = await this.request<RunCreated>("POST", "/v1/runs",
+    const created = await this.request<RunStarted>("POST", "/v1/runs",
                                                   { body, signal: options.signal });
     return new Run(this, created);
   }
@@ -72,14 +73,14 @@ export class LeasegateClient {
   }
 
   /** The bytes of an artifact, by digest, by the `url` of an entry's artifact, or by the ref. */
-  async fetchArtifact(artifact: string | ArtifactRef, signal?: AbortSignal): Promise<Uint8Array> {
+  async fetchArtifact(artifact: string | ArtifactLink, signal?: AbortSignal): Promise<Uint8Array> {
     const response = await this.openArtifact(artifact, { signal });
     return new Uint8Array(await response.arrayBuffer());
   }
 
   /** The artifact as a streaming Response (body, content-type, content-length); `range`
    * asks for bytes [start, end] only (206). */
-  async openArtifact(artifact: string | ArtifactRef,
+  async openArtifact(artifact: string | ArtifactLink,
                      options: { range?: [number, number?]; signal?: AbortSignal } = {}):
       Promise<Response> {
     const headers: Record<string, string> = {};
@@ -91,7 +92,7 @@ export class LeasegateClient {
                      { headers, signal: options.signal, streaming: true });
   }
 
-  private artifactPath(artifact: string | ArtifactRef): string {
+  private artifactPath(artifact: string | ArtifactLink): string {
     const ref = typeof artifact === "string" ? artifact : artifact.url || artifact.digest;
     if (DIGEST.test(ref)) return `/v1/artifacts/${ref}`;
     const url = new URL(ref, this.baseUrl + "/");

@@ -73,8 +73,11 @@ export class ResultStream implements AsyncIterable<InboxEntry> {
     if (this.started) throw new Error("a ResultStream is read once; call run.results() again");
     this.started = true;
     const { signal } = this.options;
-    let delay = this.options.reconnectDelayMs ?? 500;
+    const base = this.options.reconnectDelayMs ?? 500;
+    const idleMs = this.options.idleTimeoutMs ?? 45_000;
     const maxFailures = this.options.maxReconnects ?? 20;
+    let serverDelay: number | undefined;
+    let delay = base;
     let failures = 0;
     let first = true;
     while (!this.ended) {
@@ -84,27 +87,29 @@ export class ResultStream implements AsyncIterable<InboxEntry> {
       }
       first = false;
       const idle = new AbortController();
+      const openTimer = setTimeout(() => idle.abort(), idleMs);
       let response: Response;
       try {
         response = await this.open(signal ? AbortSignal.any([signal, idle.signal])
           : idle.signal);
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
-        if (error instanceof LeasegateError && error.leaseLost) {
-          // reconnecting to a run that ended while we were away: its end is the answer
-          yield* this.stateEvent({ state: (error.reason ?? "unknown") as RunState });
-          break;
-        }
-        if (!(error instanceof LeasegateError) || !error.transient) throw error;
+        // 401, 403, 404 will not change by asking again; an unreachable or silent gateway may
+        const transient = idle.signal.aborted ||
+          (error instanceof LeasegateError && error.transient);
+        if (!transient) throw error;
         failures += 1;
         if (failures > maxFailures) throw error;
-        delay = Math.min(delay * 2, MAX_DELAY_MS);
+        delay = Math.min((serverDelay ?? delay) * 2, MAX_DELAY_MS);
         continue;
+      } finally {
+        clearTimeout(openTimer);
       }
       failures = 0;
+      delay = serverDelay ?? base;
       try {
-        yield* this.read(response, idle, (ms) => { delay = ms; });
-      } catch (error) {
+        yield* this.read(response, idle, idleMs, (ms) => { serverDelay = delay = ms; });
+      } catch {
         if (signal?.aborted) throw signal.reason;
         // a cut connection (reset, proxy restart, idle timeout): reconnect and resume
       }
@@ -118,10 +123,9 @@ export class ResultStream implements AsyncIterable<InboxEntry> {
     return this.client.send("GET", this.path, { headers, signal, streaming: true });
   }
 
-  private async *read(response: Response, idle: AbortController,
+  private async *read(response: Response, idle: AbortController, idleMs: number,
                       onRetry: (ms: number) => void): AsyncGenerator<RunEvent> {
     if (!response.body) return;
-    const idleMs = this.options.idleTimeoutMs ?? 45_000;
     let timer = setTimeout(() => idle.abort(), idleMs);
     const alive = (): void => {
       clearTimeout(timer);

@@ -3,8 +3,12 @@
 import type { LeasegateClient } from "./client.js";
 import { ResultStream, type ResultsOptions } from "./results.js";
 import type {
-  InboxEntry, InboxPage, Outcome, RunCreated, RunState, RunStatus, SubmitBody, TaskAccepted,
+  InboxEntry, InboxPage, Outcome, ParkBody, ReleaseBody, RenewBody, RunLease, RunReleased,
+  RunStarted, RunState, RunStatus, SubmitBody, TaskAccepted,
 } from "./types.js";
+
+/** What a Run knows of itself: the start answer, or a status reading. */
+export type RunIdentity = Pick<RunStarted, "run" | "run_id" | "fence" | "session_key" | "state">;
 
 export interface SubmitOptions {
   /** seconds from now after which the result is no longer wanted (a dead letter instead) */
@@ -38,7 +42,7 @@ export class Run {
   /** the state the gateway last reported for this run */
   state: RunState;
 
-  constructor(private readonly client: LeasegateClient, created: RunCreated) {
+  constructor(private readonly client: LeasegateClient, created: RunIdentity) {
     this.ref = created.run;
     this.runId = created.run_id;
     this.fence = created.fence;
@@ -50,7 +54,7 @@ export class Run {
     return `/v1/runs/${encodeURIComponent(this.ref)}${tail}`;
   }
 
-  private note(status: RunStatus): RunStatus {
+  private note<T extends Partial<RunIdentity> & { state: RunState }>(status: T): T {
     this.runId = status.run_id || this.runId;
     this.fence = status.fence || this.fence;
     this.sessionKey = status.session_key || this.sessionKey;
@@ -72,23 +76,25 @@ export class Run {
 
   /** Wait for callbacks without heartbeats for up to `until` seconds; a delivery resumes
    * the run (hold `results()` to hear it). */
-  async park(until: number, options: Signalled = {}): Promise<RunStatus> {
-    return this.note(await this.client.request<RunStatus>(
-      "POST", this.path("/park"), { body: { until }, signal: options.signal }));
+  async park(until: number, options: Signalled = {}): Promise<RunLease> {
+    const body: ParkBody = { until };
+    return this.note(await this.client.request<RunLease>(
+      "POST", this.path("/park"), { body, signal: options.signal }));
   }
 
-  /** Extend the lease by its ttl (and take a parked run back to live). */
-  async renew(options: Signalled = {}): Promise<RunStatus> {
-    return this.note(await this.client.request<RunStatus>(
-      "POST", this.path("/renew"), { body: {}, signal: options.signal }));
+  /** Extend the lease by `ttl` seconds (default: its own ttl); a parked run is live again. */
+  async renew(options: Signalled & { ttl?: number } = {}): Promise<RunLease> {
+    const body: RenewBody = options.ttl === undefined ? {} : { ttl: options.ttl };
+    return this.note(await this.client.request<RunLease>(
+      "POST", this.path("/renew"), { body, signal: options.signal }));
   }
 
   /** End the run; results still pending will go to the dead letters. */
   async release(outcome: Outcome = "completed", options: ReleaseOptions = {}):
-      Promise<RunStatus> {
-    const body: { outcome: Outcome; cancel_pending?: boolean } = { outcome };
+      Promise<RunReleased> {
+    const body: ReleaseBody = { outcome };
     if (options.cancelPending !== undefined) body.cancel_pending = options.cancelPending;
-    return this.note(await this.client.request<RunStatus>(
+    return this.note(await this.client.request<RunReleased>(
       "POST", this.path("/release"), { body, signal: options.signal }));
   }
 

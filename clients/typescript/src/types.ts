@@ -1,22 +1,31 @@
 /**
- * The wire shapes of the runtime API. Provisional hand-written forms until the server's
- * OpenAPI is generated into schema.d.ts; then these become aliases of the generated ones.
+ * The wire shapes of the runtime API, named: aliases of schema.d.ts, which is generated from
+ * the gateway's /openapi.json (`npm run generate`), so these cannot drift from the server.
  */
 
-export type RunState = "live" | "parked" | "expired" | "superseded" | "released" | "unknown";
-export type Policy = "supersede" | "reject";
-export type Outcome = "completed" | "failed" | "cancelled";
+import type { components } from "./schema.js";
 
-export interface StartRunBody { session_key: string; prompt: unknown; ttl: number; policy?: Policy }
-export interface RunCreated { run: string; run_id: string; fence: number; session_key: string;
-                              state: RunState }
-export interface RunStatus { run: string; run_id: string; fence: number; session_key: string;
-                             state: RunState; [key: string]: unknown }
-export interface SubmitBody { tool: string; args: Record<string, unknown>; deadline?: number;
-                              callback_id?: string }
-export interface TaskAccepted { callback_id: string }
-export interface ArtifactRef { digest: string; size: number; media_type: string; url: string }
-export interface InboxEntry { seq: number; role: string; kind: string; callback_id: string | null;
-                              payload: unknown; artifacts: ArtifactRef[] }
-export interface InboxPage { entries: InboxEntry[] }
-export interface StateEvent { state: RunState; reason?: string; [key: string]: unknown }
+type Schemas = components["schemas"];
+
+export type StartRunBody = Schemas["StartRun"];
+export type RunStarted = Schemas["RunStarted"];
+export type RunStatus = Schemas["RunStatus"];
+export type RunLease = Schemas["RunLease"];
+export type RunReleased = Schemas["RunReleased"];
+export type SubmitBody = Schemas["SubmitTask"];
+export type TaskAccepted = Schemas["TaskAccepted"];
+export type ParkBody = Schemas["ParkRun"];
+export type RenewBody = Schemas["RenewRun"];
+export type ReleaseBody = Schemas["ReleaseRun"];
+export type InboxEntry = Schemas["InboxEntry"];
+export type InboxPage = Schemas["InboxPage"];
+export type ArtifactLink = Schemas["ArtifactLink"];
+export type ErrorBody = Schemas["Error"];
+
+export type RunState = RunStatus["state"];
+export type Policy = NonNullable<StartRunBody["policy"]>;
+export type Outcome = NonNullable<ReleaseBody["outcome"]>;
+
+/** The data of a `state` event on the results stream: the run's status when its state
+ * changed (parked, live again) or it ended (superseded, expired, released). */
+export type StateEvent = RunStatus;
