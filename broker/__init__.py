@@ -12,6 +12,7 @@ from .artifacts import (
     ArtifactStore,
     FileArtifactStore,
     NamespacedArtifactStore,
+    check_digest,
     collect_artifacts,
     referenced_digests,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "ArtifactStore",
     "FileArtifactStore",
     "NamespacedArtifactStore",
+    "check_digest",
     "collect_artifacts",
     "referenced_digests",
     # how owned tasks travel (Celery)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import health, inbox, runs, tasks, whoami
+from . import artifacts, events, health, inbox, runs, tasks, whoami
 
 ROUTERS: list[APIRouter] = [health.router, whoami.router]
 # the runtime API
-ROUTERS += [runs.router, tasks.router, inbox.router]
+ROUTERS += [runs.router, tasks.router, inbox.router, events.router,
+            artifacts.router]

@@ -1,0 +1,106 @@
+"""``GET /v1/runs/{run}/events``: the run's inbox pushed as Server-Sent Events.
+
+One ``entry`` event per inbox entry (SSE id = its seq), ``state`` events when the run's state
+changes (the last one when it ends: superseded, expired or released, and the stream closes),
+``: hb`` comments while quiet. ``Last-Event-ID`` (or ``?last_event_id=``) resumes after that
+seq: nothing lost, nothing twice. Any ``serve`` process can serve any stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...ownership import RegistryUnavailable, RunState, RunStatus
+from ..errors import ApiError
+from ..runs import CallerRun, caller_run
+from ..runtime_models import errors
+from ..streaming import InboxStream, StreamSettings, sse
+from .runs import status_body
+
+router = APIRouter(tags=["events"])
+
+EVENTS_DOC = ("`text/event-stream`. `event: entry` carries an InboxEntry (`id:` its seq); "
+              "`event: state` carries a RunStatus; `: hb` comments are heartbeats. The "
+              "stream ends after the state event of a run that ended.")
+
+
+def async_redis(request: Request, settings: StreamSettings) -> aioredis.Redis:
+    """The process's asyncio client, made on first use inside the server's event loop."""
+    found: aioredis.Redis | None = getattr(request.app.state, "async_redis", None)
+    if found is None:
+        url = request.app.state.gateway.settings.worker.redis_url
+        # a blocked XREAD lasts at most poll (or heartbeat) seconds: well inside the timeout
+        found = aioredis.Redis.from_url(
+            url, socket_timeout=max(settings.poll, settings.heartbeat) + 30,
+            socket_connect_timeout=2)
+        request.app.state.async_redis = found
+    return found
+
+
+async def until_unavailable(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """A Redis outage mid-stream ends it with an ``error`` event: reconnect with
+    Last-Event-ID once Redis is back, nothing is lost."""
+    try:
+        async for event in events:
+            yield event
+    except (RedisConnectionError, RedisTimeoutError, RegistryUnavailable) as exc:
+        yield sse("error", {"error": {"code": "redis_unavailable",
+                                      "message": f"Redis is unavailable: {exc}"}})
+
+
+def resume_after(header: str | None, query: int | None) -> int:
+    if header is not None:
+        if not header.strip().isdigit():
+            raise ApiError(422, "invalid", f"Last-Event-ID must be an entry seq (a whole "
+                           f"number >= 0), not {header[:40]!r}", "Last-Event-ID")
+        return int(header.strip())
+    return query or 0
+
+
+@router.get("/v1/runs/{run}/events", operation_id="streamEvents",
+            response_class=StreamingResponse,
+            responses={200: {"description": EVENTS_DOC,
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                       **errors(401, 403, 404, 422, 503)})
+async def stream_events(
+        request: Request,
+        last_event_id: int | None = Query(None, ge=0, description="resume after this seq "
+                                          "(for clients that cannot set Last-Event-ID)"),
+        last_event_header: str | None = Header(None, alias="Last-Event-ID"),
+        target: CallerRun = Depends(caller_run)) -> StreamingResponse:  # noqa: B008
+    """Hold this instead of polling the inbox: a parked run's runtime waits here."""
+    after = resume_after(last_event_header, last_event_id)
+    settings = StreamSettings.from_env()
+    ref, run = target.run_ref, target.run
+    registry = target.gw.client.registry
+
+    async def status() -> RunStatus:
+        found = await asyncio.to_thread(registry.status, ref.session_key, ref.run_id)
+        if found.state is not RunState.UNKNOWN and (
+                found.fence != ref.fence or (found.incarnation or "") != ref.incarnation):
+            return RunStatus(ref.session_key, ref.run_id, RunState.UNKNOWN)
+        return found
+
+    async def state_body(found: RunStatus) -> dict[str, Any]:
+        pending = await asyncio.to_thread(run.pending)
+        body = status_body(target.ref, found, pending).model_dump(mode="json")
+        if found.state is RunState.UNKNOWN:
+            body["fence"] = ref.fence
+        return body
+
+    first = await status()
+    if first.state is RunState.UNKNOWN:
+        raise ApiError(404, "run_not_found", "no such run: it never existed here or its "
+                       "retention ran out", "run")
+    stream = InboxStream(async_redis(request, settings), run.inbox.key, target.ref, after,
+                         status, state_body, settings)
+    return StreamingResponse(until_unavailable(stream.events(first)),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

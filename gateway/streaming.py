@@ -1,0 +1,110 @@
+"""Pushed results: one run's inbox as Server-Sent Events, with no thread per stream.
+
+Each stream is a coroutine blocked in XREAD BLOCK on the run's inbox (redis.asyncio), so a
+delivery reaches the client as soon as the gate's XADD lands; a thousand idle streams cost a
+thousand parked coroutines and Redis connections, not threads. Whether the run has ended is
+Redis's word (the registry's status, read every ``poll`` seconds, or when its lease is due to
+end by server time); the gateway's clock only paces heartbeats and polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ..broker import Entry
+from ..ownership import RunStatus
+from .entries import entry_json
+
+MIN_BLOCK = 0.05  # seconds: never spin on a lease that is due to end this instant
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    poll: float = 2.0        # seconds between status reads (run-end detection)
+    heartbeat: float = 15.0  # seconds between ': hb' comments on a quiet stream
+    batch: int = 100         # entries per XREAD
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        return cls(float(os.environ.get("LEASEGATE_SSE_POLL") or cls.poll),
+                   float(os.environ.get("LEASEGATE_SSE_HEARTBEAT") or cls.heartbeat))
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class InboxStream:
+    """The events of one run's inbox after seq ``after``, until the run ends."""
+
+    redis: aioredis.Redis
+    key: str                                           # the run's inbox stream
+    ref: str                                           # echoed in artifact links
+    after: int                                         # last seq the client has
+    status: Callable[[], Awaitable[RunStatus]]         # the registry's word, read async
+    state_body: Callable[[RunStatus], Awaitable[dict[str, Any]]]
+    settings: StreamSettings
+    last_id: str = "0-0"                               # stream id read up to
+
+    def _entries(self, rows: Any) -> list[str]:
+        out = []
+        for entry_id, fields in rows:
+            self.last_id = _text(entry_id)
+            entry = Entry.from_stream(entry_id, fields)
+            if entry.seq > self.after:  # a resumed stream skips what the client has
+                self.after = entry.seq
+                out.append(sse("entry", entry_json(entry, self.ref), entry.seq))
+        return out
+
+    async def _drain(self) -> list[str]:
+        rows = await self.redis.xrange(self.key, min=f"({self.last_id}" if self.last_id !=
+                                       "0-0" else "-")
+        return self._entries(rows)
+
+    async def events(self, first: RunStatus) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        status, seen = first, first.state
+        for event in await self._drain():  # the backlog, then live deliveries
+            yield event
+        next_poll = next_beat = loop.time()
+        next_poll += self.settings.poll
+        next_beat += self.settings.heartbeat
+        while True:
+            if not status.state.alive:
+                for event in await self._drain():  # delivered before the run ended
+                    yield event
+                yield sse("state", await self.state_body(status))
+                return
+            block = min(next_poll, next_beat) - loop.time()
+            if status.expires_at is not None and status.server_time is not None:
+                # wake when the lease is due to end by server time; Redis then decides
+                block = min(block, status.expires_at - status.server_time + MIN_BLOCK)
+            reply: Any = await self.redis.xread({self.key: self.last_id},
+                                                count=self.settings.batch,
+                                                block=max(1, int(max(block, MIN_BLOCK) * 1000)))
+            for _, rows in reply or []:
+                for event in self._entries(rows):
+                    yield event
+            now = loop.time()
+            if now >= next_beat:
+                next_beat = now + self.settings.heartbeat
+                yield ": hb\n\n"
+            if not reply or now >= next_poll:
+                next_poll = now + self.settings.poll
+                status = await self.status()
+                if status.state is not seen and status.state.alive:
+                    seen = status.state  # live <-> parked: said, the stream goes on
+                    yield sse("state", await self.state_body(status))
