@@ -37,6 +37,12 @@ export interface RequestOptions {
   streaming?: boolean;
 }
 
+export interface ArtifactOptions {
+  /** with a bare digest: the run (or its ref) whose inbox references the artifact */
+  run?: string | { ref: string };
+  signal?: AbortSignal;
+}
+
 const DIGEST = /^[0-9a-f]{64}$/;
 
 export class LeasegateClient {
@@ -72,29 +78,34 @@ export class LeasegateClient {
     return run;
   }
 
-  /** The bytes of an artifact, by digest, by the `url` of an entry's artifact, or by the ref. */
-  async fetchArtifact(artifact: string | ArtifactLink, signal?: AbortSignal): Promise<Uint8Array> {
-    const response = await this.openArtifact(artifact, { signal });
+  /** The bytes of an artifact: an entry's ArtifactLink, its `url`, or a digest with the
+   * run whose inbox references it (a runtime token may only see its own runs' artifacts). */
+  async fetchArtifact(artifact: string | ArtifactLink, options: ArtifactOptions = {}):
+      Promise<Uint8Array> {
+    const response = await this.openArtifact(artifact, options);
     return new Uint8Array(await response.arrayBuffer());
   }
 
   /** The artifact as a streaming Response (body, content-type, content-length); `range`
    * asks for bytes [start, end] only (206). */
   async openArtifact(artifact: string | ArtifactLink,
-                     options: { range?: [number, number?]; signal?: AbortSignal } = {}):
+                     options: ArtifactOptions & { range?: [number, number?] } = {}):
       Promise<Response> {
     const headers: Record<string, string> = {};
     if (options.range) {
       const [start, end] = options.range;
       headers["range"] = `bytes=${start}-${end ?? ""}`;
     }
-    return this.send("GET", this.artifactPath(artifact),
+    return this.send("GET", this.artifactPath(artifact, options.run),
                      { headers, signal: options.signal, streaming: true });
   }
 
-  private artifactPath(artifact: string | ArtifactLink): string {
+  private artifactPath(artifact: string | ArtifactLink, run?: string | { ref: string }): string {
     const ref = typeof artifact === "string" ? artifact : artifact.url || artifact.digest;
-    if (DIGEST.test(ref)) return `/v1/artifacts/${ref}`;
+    if (DIGEST.test(ref)) {
+      const owner = typeof run === "string" ? run : run?.ref;
+      return `/v1/artifacts/${ref}${owner ? `?run=${encodeURIComponent(owner)}` : ""}`;
+    }
     const url = new URL(ref, this.baseUrl + "/");
     if (url.origin !== new URL(this.baseUrl).origin) {
       // the bearer token only ever goes to the gateway it belongs to

@@ -1,7 +1,9 @@
 /** @leasegate/client: runs that own their results, from TypeScript. */
 
 export { LeasegateClient } from "./client.js";
-export type { LeasegateClientOptions, RequestOptions, StartRunOptions } from "./client.js";
+export type {
+  ArtifactOptions, LeasegateClientOptions, RequestOptions, StartRunOptions,
+} from "./client.js";
 export { LeasegateError } from "./errors.js";
 export type { LeaseLostReason } from "./errors.js";
 export { ENDED, ResultStream } from "./results.js";

@@ -130,6 +130,7 @@ export class Stack {
   env: NodeJS.ProcessEnv = {};
   private readonly children: Child[] = [];
   private serve: Child | undefined;
+  private worker: Child | undefined;
 
   async start(options: StackOptions = {}): Promise<this> {
     try {
@@ -150,7 +151,7 @@ export class Stack {
         LEASEGATE_GENERATOR_LATENCY: String(options.generatorLatency ?? 0),
         LEASEGATE_TOKENS_FILE: tokenBook(join(this.workdir, "tokens.toml")),
       };
-      const worker = this.spawn("worker", PYTHON, ["-m", "celery", "-A", "leasegate.workers",
+      const worker = this.worker = this.spawn("worker", PYTHON, ["-m", "celery", "-A", "leasegate.workers",
         "worker", "-P", "prefork", "-c", "2", "-Q", "media,celery", "-n", "ts@%h",
         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]);
       await this.startServe();
@@ -199,6 +200,13 @@ export class Stack {
         resolveList(Array.isArray(parsed) ? parsed : parsed.letters);
       });
     });
+  }
+
+  /** Wait for `text` in the worker's log (e.g. "working on ... callback <id>": its owner
+   * check passed and the work began). */
+  async workerLog(text: string, timeoutMs = 30_000): Promise<void> {
+    if (!this.worker) throw new Error("the stack has no worker");
+    await this.worker.waitLog(text, timeoutMs);
   }
 
   logs(): string {
