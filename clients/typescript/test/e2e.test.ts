@@ -105,6 +105,13 @@ test("#86490 from TypeScript: five isolated cron runs, no dead run's late image 
   assert.deepEqual([...bytes.subarray(0, 8)], PNG);
   assert.equal(bytes.length, artifact.size);
   assert.equal(createHash("sha256").update(bytes).digest("hex"), artifact.digest);
+  assert.deepEqual(await client.fetchArtifact(artifact.digest, { run: last.run }), bytes);
+  const head = await client.openArtifact(artifact, { range: [0, 7] });
+  assert.equal(head.status, 206);
+  assert.deepEqual([...new Uint8Array(await head.arrayBuffer())], PNG);
+  const other = new LeasegateClient({ baseUrl: stack.url, token: TOKENS.other });
+  const hidden = await refusal(other.fetchArtifact(artifact));
+  assert.equal(hidden.status, 403);
   const released = await last.run.release("completed");
   assert.equal(released.state, "released");
 });
@@ -157,6 +164,24 @@ test("a parked run resumes exactly once over SSE, across cut connections", async
   } finally {
     await cutter.stop();
   }
+});
+
+test("results() ends with the state event when the run is superseded", async () => {
+  const sessionKey = key("agent:superseded-");
+  const run = await client.startRun({ sessionKey, prompt: "first", ttl: 30 });
+  const stream = run.results();
+  const seen: string[] = [];
+  for await (const event of stream.events()) {
+    if (event.type === "entry") {
+      seen.push(`entry ${event.entry.seq}`);
+      await client.startRun({ sessionKey, prompt: "second", ttl: 30 });
+    } else {
+      seen.push(`state ${event.state.state}`);
+    }
+  }
+  assert.deepEqual(seen, ["entry 1", "state superseded"]);
+  assert.ok(stream.ended);
+  assert.equal(run.state, "superseded");
 });
 
 test("refusals are LeasegateErrors with status, code, field and reason", async () => {
