@@ -14,7 +14,12 @@ export class Cutter {
   readonly downstream: string[] = [];
   url = "";
 
-  constructor(private readonly target: URL) {}
+  constructor(private target: URL) {}
+
+  /** New connections go to `url` from now on (open ones stay where they are). */
+  retarget(url: string): void {
+    this.target = new URL(url);
+  }
 
   async start(): Promise<this> {
     this.server = createServer((client) => {

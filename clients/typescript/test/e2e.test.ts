@@ -225,3 +225,36 @@ test("examples/openclaw-cron.ts: two ticks of one job, each gets only its own im
     assert.deepEqual([...tick.image.subarray(0, 8)], PNG);
   }
 });
+
+test("a stream outlives its serve process: it resumes on another one, nothing lost or twice",
+     async (t) => {
+  const spare = await stack.startServe();
+  const cutter = await new Cutter(new URL(spare)).start();
+  try {
+    const run = await client.startRun({ sessionKey: key("agent:failover-"), prompt: "draw a cat",
+                                        ttl: 30 });
+    const viaProxy = new LeasegateClient({ baseUrl: cutter.url, token: TOKENS.runtime });
+    const stream = (await viaProxy.attach(run.ref)).results({ reconnectDelayMs: 100 });
+    const yielded: InboxEntry[] = [];
+    const reading = (async () => {
+      for await (const entry of stream) yielded.push(entry);
+    })();
+    await waitFor(() => yielded.length === 1, "entry 1 from the spare serve");
+    const callbackId = await run.submit("image_generate", { prompt: "a cat", size: "256x256" });
+    await run.park(60);
+    // the spare serve process goes away mid-stream; the address now leads to the first one
+    cutter.retarget(stack.url);
+    const graceful = await stack.stopServe(spare, 3_000);
+    t.diagnostic(`the spare serve stopped on SIGTERM alone: ${graceful}`);
+    cutter.cut();
+    await waitFor(() => yielded.length === 2, "entry 2 from the other serve", 60_000,
+                  () => stack.logs());
+    await run.release("completed");
+    await reading;
+    assert.deepEqual(yielded.map((e) => [e.seq, e.callback_id]), [[1, null], [2, callbackId]]);
+    assert.equal(stream.state?.state, "released");
+    assert.ok(stream.reconnects >= 1);
+  } finally {
+    await cutter.stop();
+  }
+});

@@ -63,6 +63,7 @@ function tokenBook(path: string): string {
 class Child {
   readonly process: ChildProcess;
   private readonly fd: number;
+  private stopped = false;
 
   constructor(readonly name: string, readonly logPath: string, command: string, args: string[],
               env: NodeJS.ProcessEnv) {
@@ -92,13 +93,18 @@ class Child {
     () => this.log().slice(-3000));
   }
 
-  /** SIGTERM to the group, SIGKILL after `graceMs`; resolves once the process is gone. */
-  async stop(graceMs = 15_000): Promise<void> {
+  /** SIGTERM to the group, SIGKILL after `graceMs`; resolves once the process is gone:
+   * true if SIGTERM alone ended it. */
+  async stop(graceMs = 15_000): Promise<boolean> {
+    if (this.stopped) return true;
+    this.stopped = true;
     const pid = this.process.pid;
+    let graceful = true;
     if (pid !== undefined && !this.exited) {
       const gone = new Promise((r) => this.process.once("exit", r));
       try { process.kill(-pid, "SIGTERM"); } catch { /* already gone */ }
       const timer = setTimeout(() => {
+        graceful = false;
         try { process.kill(-pid, "SIGKILL"); } catch { /* already gone */ }
       }, graceMs);
       await gone;
@@ -108,6 +114,7 @@ class Child {
       try { process.kill(-pid, "SIGKILL"); } catch { /* no pool child left */ }
     }
     closeSync(this.fd);
+    return graceful;
   }
 }
 
@@ -129,7 +136,7 @@ export class Stack {
   url = "";
   env: NodeJS.ProcessEnv = {};
   private readonly children: Child[] = [];
-  private serve: Child | undefined;
+  private readonly serves = new Map<string, Child>();
   private worker: Child | undefined;
 
   async start(options: StackOptions = {}): Promise<this> {
@@ -154,7 +161,7 @@ export class Stack {
       const worker = this.worker = this.spawn("worker", PYTHON, ["-m", "celery", "-A", "leasegate.workers",
         "worker", "-P", "prefork", "-c", "2", "-Q", "media,celery", "-n", "ts@%h",
         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]);
-      await this.startServe();
+      this.url = await this.startServe();
       await worker.waitLog(" ready.");
       return this;
     } catch (error) {
@@ -170,22 +177,32 @@ export class Stack {
     return child;
   }
 
-  /** `leasegate serve` on a fresh port; `url` is where it answers once /healthz does. */
-  async startServe(): Promise<void> {
+  /** One more `leasegate serve` on a fresh port (the first one's is `url`): its URL, once
+   * /healthz answers. Every serve process of a deployment behaves as one. */
+  async startServe(): Promise<string> {
     const port = await freePort();
-    this.serve = this.spawn(`serve-${port}`, PYTHON, ["-c",
+    const serve = this.spawn(`serve-${port}`, PYTHON, ["-c",
       "from leasegate.gateway.cli import main; raise SystemExit(main())",
       "serve", "--port", String(port), "--log-level", "warning"]);
-    const serve = this.serve;
-    this.url = `http://127.0.0.1:${port}`;
+    const url = `http://127.0.0.1:${port}`;
+    this.serves.set(url, serve);
     await waitFor(async () => {
       if (serve.exited) throw new Error(`leasegate serve exited:\n${serve.log()}`);
       try {
-        return (await fetch(`${this.url}/healthz`)).ok;
+        return (await fetch(`${url}/healthz`)).ok;
       } catch {
         return false;
       }
     }, "answer from leasegate serve", 30_000, () => serve.log());
+    return url;
+  }
+
+  /** Stop the serve process at `url` (SIGTERM, SIGKILL after `graceMs`): true if SIGTERM
+   * alone ended it. */
+  async stopServe(url: string, graceMs = 15_000): Promise<boolean> {
+    const serve = this.serves.get(url);
+    this.serves.delete(url);
+    return serve ? serve.stop(graceMs) : true;
   }
 
   /** The dead letters of `sessionKey`, as `celery dlq ls --json` (the operator's view) lists
