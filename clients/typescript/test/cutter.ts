@@ -1,7 +1,8 @@
 /**
  * A TCP proxy in front of `leasegate serve` that the test can cut: `cut()` resets every open
- * connection (a dropped network), `hold()` keeps new ones waiting until `release()`; what
- * the server sent down each connection is kept, to see what a resume put on the wire.
+ * connection (a dropped network), `freeze()` silences them without closing (a half-open
+ * connection behind a NAT), `hold()` keeps new ones waiting until `release()`; what the
+ * server sent down each connection is kept, to see what a resume put on the wire.
  */
 
 import { createConnection, createServer, type Server, type Socket } from "node:net";
@@ -9,6 +10,7 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 export class Cutter {
   private server: Server | undefined;
   private readonly open = new Set<Socket>();
+  private readonly pairs: [client: Socket, upstream: Socket][] = [];
   private held: Socket[] | undefined;
   /** the bytes the server sent, one string per connection, in connection order */
   readonly downstream: string[] = [];
@@ -38,6 +40,7 @@ export class Cutter {
     const upstream = createConnection(Number(this.target.port), this.target.hostname);
     this.open.add(client);
     this.open.add(upstream);
+    this.pairs.push([client, upstream]);
     upstream.on("data", (chunk: Buffer) => { this.downstream[index] += chunk.toString(); });
     client.pipe(upstream);
     upstream.pipe(client);
@@ -57,6 +60,14 @@ export class Cutter {
     for (const socket of this.open) socket.resetAndDestroy();
     this.open.clear();
     return n;
+  }
+
+  /** Open connections stay open but carry nothing more from the server. */
+  freeze(): void {
+    for (const [client, upstream] of this.pairs) {
+      upstream.unpipe(client);
+      upstream.pause();
+    }
   }
 
   /** New connections wait, unanswered, until release(). */

@@ -258,3 +258,44 @@ test("a stream outlives its serve process: it resumes on another one, nothing lo
     await cutter.stop();
   }
 });
+
+test("a silent connection is noticed (idle timeout) and the stream resumes on a new one",
+     async () => {
+  const cutter = await new Cutter(new URL(stack.url)).start();
+  try {
+    const run = await client.startRun({ sessionKey: key("agent:silent-"), prompt: "draw an owl",
+                                        ttl: 30 });
+    const viaProxy = new LeasegateClient({ baseUrl: cutter.url, token: TOKENS.runtime });
+    const stream = (await viaProxy.attach(run.ref))
+      .results({ reconnectDelayMs: 100, idleTimeoutMs: 1_500 });
+    const yielded: InboxEntry[] = [];
+    const reading = (async () => {
+      for await (const entry of stream) yielded.push(entry);
+    })();
+    await waitFor(() => yielded.length === 1, "entry 1");
+    cutter.freeze(); // the connection stays up and says nothing, not even heartbeats
+    const callbackId = await run.submit("image_generate", { prompt: "an owl", size: "256x256" });
+    await waitFor(() => yielded.length === 2, "entry 2 on a fresh connection", 60_000,
+                  () => stack.logs());
+    await run.release("completed");
+    await reading;
+    assert.deepEqual(yielded.map((e) => [e.seq, e.callback_id]), [[1, null], [2, callbackId]]);
+    assert.ok(stream.reconnects >= 1);
+  } finally {
+    await cutter.stop();
+  }
+});
+
+test("aborting results() ends the iteration with the signal's reason", async () => {
+  const run = await client.startRun({ sessionKey: key("agent:abort-"), prompt: "x", ttl: 30 });
+  const controller = new AbortController();
+  const seen: number[] = [];
+  await assert.rejects(async () => {
+    for await (const entry of run.results({ signal: controller.signal })) {
+      seen.push(entry.seq);
+      controller.abort(new Error("the runtime shuts down"));
+    }
+  }, /the runtime shuts down/);
+  assert.deepEqual(seen, [1]);
+  await run.release("cancelled");
+});
