@@ -50,6 +50,7 @@ export class ResultStream implements AsyncIterable<InboxEntry> {
   /** true once the run ended and the stream closed for good */
   ended = false;
   private started = false;
+  private received = 0; // events and heartbeats, over all connections
 
   constructor(private readonly client: LeasegateClient, private readonly path: string,
               private readonly options: ResultsOptions,
@@ -105,13 +106,23 @@ export class ResultStream implements AsyncIterable<InboxEntry> {
       } finally {
         clearTimeout(openTimer);
       }
-      failures = 0;
-      delay = serverDelay ?? base;
+      const before = this.received;
+      let failure: unknown;
       try {
         yield* this.read(response, idle, idleMs, (ms) => { serverDelay = delay = ms; });
-      } catch {
+      } catch (error) {
         if (signal?.aborted) throw signal.reason;
-        // a cut connection (reset, proxy restart, idle timeout): reconnect and resume
+        if (error instanceof SyntaxError) throw error; // the server sent bad JSON: a bug
+        failure = error; // a cut connection (reset, restart, idle timeout): resume
+      }
+      if (this.received > before) {
+        failures = 0;
+        delay = serverDelay ?? base;
+      } else if (!this.ended) {
+        // opened and closed with nothing said (the gateway lost Redis, say): back off
+        failures += 1;
+        if (failures > maxFailures) throw failure ?? new Error("the event stream keeps closing");
+        delay = Math.min(delay * 2, MAX_DELAY_MS);
       }
     }
   }
@@ -127,23 +138,33 @@ export class ResultStream implements AsyncIterable<InboxEntry> {
                       onRetry: (ms: number) => void): AsyncGenerator<RunEvent> {
     if (!response.body) return;
     let timer = setTimeout(() => idle.abort(), idleMs);
-    const alive = (): void => {
+    const touch = (): void => {
       clearTimeout(timer);
       timer = setTimeout(() => idle.abort(), idleMs);
     };
+    const heartbeat = (): void => {
+      this.received += 1;
+      touch();
+    };
     try {
-      for await (const event of readEvents(response.body, { onComment: alive, onRetry })) {
-        alive();
+      for await (const event of readEvents(response.body, { onComment: heartbeat, onRetry })) {
+        touch();
         if (event.event === "entry") {
+          this.received += 1;
           const entry = JSON.parse(event.data) as InboxEntry;
           const seq = typeof entry.seq === "number" ? entry.seq : Number(event.id);
           if (seq <= this.lastSeq) continue; // already yielded before a reconnect
           this.lastSeq = seq;
+          clearTimeout(timer); // a slow consumer is not a silent server
           yield { type: "entry", entry };
+          touch();
         } else if (event.event === "state") {
+          this.received += 1;
+          clearTimeout(timer);
           yield* this.stateEvent(JSON.parse(event.data) as StateEvent);
           if (this.ended) return;
-        }
+          touch();
+        } // `error` (the gateway lost Redis; it closes the stream next) is no progress
       }
     } finally {
       clearTimeout(timer);

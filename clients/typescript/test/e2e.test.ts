@@ -1,7 +1,7 @@
 /**
  * The client against a real deployment: redis-server, a prefork celery worker drawing real
- * PNGs, and `leasegate serve`. The #86490 story, a parked run resumed over SSE across cut
- * connections, and the refusals as typed errors.
+ * PNGs, and `leasegate serve`. The #86490 story, a parked run resumed over SSE across cut,
+ * silent and moved connections, the example, and the refusals as typed errors.
  */
 
 import assert from "node:assert/strict";
