@@ -1,6 +1,6 @@
 /** The connection to one leasegate gateway: a base URL and a runtime token. */
 
-import { errorFromResponse, LeasegateError, networkError } from "./errors.js";
+import { errorFromResponse, networkError } from "./errors.js";
 import { Run } from "./run.js";
 import type { ArtifactLink, Policy, RunStarted, StartRunBody } from "./types.js";
 
@@ -148,5 +148,3 @@ export class LeasegateClient {
     return response;
   }
 }
-
-export { LeasegateError };

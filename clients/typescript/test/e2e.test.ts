@@ -196,6 +196,9 @@ test("refusals are LeasegateErrors with status, code, field and reason", async (
                401);
 
   const first = await client.startRun({ sessionKey, prompt: "first", ttl: 30 });
+  const held = await refusal(client.startRun({ sessionKey, prompt: "x", ttl: 10,
+                                               policy: "exclusive" }));
+  assert.deepEqual([held.status, held.code, held.field], [409, "lease_held", "session_key"]);
   const unknown = await refusal(first.submit("video_generate", {}));
   assert.deepEqual([unknown.status, unknown.code, unknown.field], [422, "unknown_tool", "tool"]);
   assert.match(unknown.message, /image_generate/);
