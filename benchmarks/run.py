@@ -24,18 +24,20 @@ from leasegate.broker import Client
 from leasegate.ownership.registry import connect
 from leasegate.ownership.testing import RedisServer
 
-from . import e2e, gatecall, latency, memory, scale
+from . import e2e, gatecall, gateway, latency, memory, scale
 from .common import SECRET, busy_processes, loadavg, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = ("gate", "latency", "memory", "e2e", "scale")
+FIGURES = ("gate", "latency", "memory", "e2e", "scale", "gateway")
 SIZES: dict[str, dict[str, int]] = {
     "full": {"gate_n": 5000, "gate_rounds": 5, "latency": 1000, "mem_runs": 2000,
              "e2e_n": 3000, "e2e_rounds": 3, "scale_live": 100_000,
-             "scale_letters": 100_000, "scale_n": 4000, "scale_rounds": 4},
+             "scale_letters": 100_000, "scale_n": 4000, "scale_rounds": 4,
+             "gw_streams": 1000, "gw_trips": 100},
     "quick": {"gate_n": 1500, "gate_rounds": 3, "latency": 200, "mem_runs": 300,
               "e2e_n": 800, "e2e_rounds": 1, "scale_live": 10_000,
-              "scale_letters": 10_000, "scale_n": 1000, "scale_rounds": 2},
+              "scale_letters": 10_000, "scale_n": 1000, "scale_rounds": 2,
+              "gw_streams": 200, "gw_trips": 20},
 }
 # key -> (target, how it is compared, format)
 TARGETS: dict[str, tuple[float, str, str]] = {
@@ -48,6 +50,9 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "redis_bytes_per_live_run": (float("nan"), "", "{:.0f} B"),
     "redis_bytes_for_8mb_image": (4096, "<", "{:.0f} B"),
     "leaked_keys": (0, "==", "{:.0f}"),
+    "gateway_round_trip_ratio": (0.70, ">=", "{:.2f}"),
+    "sse_delivery_p99_ms": (50.0, "<", "{:.2f} ms"),
+    "sse_rss_bytes_per_idle_stream": (float("nan"), "", "{:.0f} B"),
 }
 
 
@@ -90,6 +95,15 @@ def details(key: str, r: dict[str, Any]) -> str:
     if key == "leaked_keys":
         return (f"after {r['seconds_to_settle']} s; kept by policy: fences "
                 f"{r['fence_counters_left']}, {', '.join(r['kept_by_policy']) or 'nothing'}")
+    if key == "gateway_round_trip_ratio":
+        return (f"image submit + result: HTTP + SSE {r['gateway_round_trips_per_s']} vs Python "
+                f"Client {r['direct_round_trips_per_s']} per s")
+    if key == "sse_delivery_p99_ms":
+        return (f"{r['sse_streams']} streams held by one serve process; gate verdict -> "
+                f"client receipt p50 {r['sse_delivery_p50_ms']} ms, max "
+                f"{r['sse_delivery_max_ms']} ms")
+    if key == "sse_rss_bytes_per_idle_stream":
+        return "serve RSS growth / idle streams (each holds a Redis connection in XREAD BLOCK)"
     return ""
 
 
@@ -135,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                                        size["e2e_rounds"]),
             "scale": lambda: scale.measure(r, size["scale_live"], size["scale_letters"],
                                            size["scale_n"], size["scale_rounds"]),
+            "gateway": lambda: gateway.measure(server.url, Path(workdir) / "gateway",
+                                               size["gw_streams"], size["gw_trips"]),
         }
         for name in FIGURES:
             if name not in only:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +28,17 @@ MIN_BLOCK = 0.05  # seconds: never spin on a lease that is due to end this insta
 
 @dataclass(frozen=True)
 class StreamSettings:
-    poll: float = 2.0        # seconds between status reads (run-end detection)
+    poll: float = 5.0        # seconds between status reads (run-end detection), +-20 %
     heartbeat: float = 15.0  # seconds between ': hb' comments on a quiet stream
+    max_streams: int = 10_000  # per process: each holds one Redis connection while blocked
     batch: int = 100         # entries per XREAD
 
     @classmethod
     def from_env(cls) -> StreamSettings:
-        return cls(float(os.environ.get("LEASEGATE_SSE_POLL") or cls.poll),
-                   float(os.environ.get("LEASEGATE_SSE_HEARTBEAT") or cls.heartbeat))
+        env = os.environ
+        return cls(float(env.get("LEASEGATE_SSE_POLL") or cls.poll),
+                   float(env.get("LEASEGATE_SSE_HEARTBEAT") or cls.heartbeat),
+                   int(env.get("LEASEGATE_SSE_MAX_STREAMS") or cls.max_streams))
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:
@@ -74,13 +78,17 @@ class InboxStream:
                                        "0-0" else "-")
         return self._entries(rows)
 
+    def _pace(self) -> float:
+        # jittered: streams opened together must not poll together, in bursts
+        return self.settings.poll * random.uniform(0.8, 1.2)
+
     async def events(self, first: RunStatus) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         status, seen = first, first.state
         for event in await self._drain():  # the backlog, then live deliveries
             yield event
         next_poll = next_beat = loop.time()
-        next_poll += self.settings.poll
+        next_poll += self._pace()
         next_beat += self.settings.heartbeat
         while True:
             if not status.state.alive:
@@ -103,7 +111,7 @@ class InboxStream:
                 next_beat = now + self.settings.heartbeat
                 yield ": hb\n\n"
             if not reply or now >= next_poll:
-                next_poll = now + self.settings.poll
+                next_poll = now + self._pace()
                 status = await self.status()
                 if status.state is not seen and status.state.alive:
                     seen = status.state  # live <-> parked: said, the stream goes on

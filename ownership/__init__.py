@@ -19,7 +19,7 @@ from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
 from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
 from .lease import Lease, RunState, RunStatus
-from .registry import Outcome, Policy, Registry
+from .registry import Outcome, Policy, Registry, status_from_reply
 from .scripts import LUA_INCLUDES, Scripts
 from .seconds import check_seconds, to_ms
 
@@ -33,6 +33,7 @@ __all__ = [
     "Registry",
     "RunState",
     "RunStatus",
+    "status_from_reply",
     # errors
     "ErrorCode",
     "LeaseHeld",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...ownership import RegistryUnavailable, RunState, RunStatus
+from ...ownership import Registry, RegistryUnavailable, RunState, RunStatus, status_from_reply
 from ..errors import ApiError
 from ..runs import CallerRun, caller_run
 from ..runtime_models import errors
@@ -39,20 +39,34 @@ def async_redis(request: Request, settings: StreamSettings) -> aioredis.Redis:
         # a blocked XREAD lasts at most poll (or heartbeat) seconds: well inside the timeout
         found = aioredis.Redis.from_url(
             url, socket_timeout=max(settings.poll, settings.heartbeat) + 30,
-            socket_connect_timeout=2)
+            socket_connect_timeout=2, max_connections=settings.max_streams + 64)
+        request.app.state.open_streams = 0
         request.app.state.async_redis = found
     return found
 
 
-async def until_unavailable(events: AsyncIterator[str]) -> AsyncIterator[str]:
-    """A Redis outage mid-stream ends it with an ``error`` event: reconnect with
-    Last-Event-ID once Redis is back, nothing is lost."""
+async def counted(request: Request, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The stream, counted among the process's open ones; a Redis outage mid-stream ends it
+    with an ``error`` event: reconnect with Last-Event-ID once Redis is back, nothing lost."""
+    request.app.state.open_streams += 1
     try:
         async for event in events:
             yield event
     except (RedisConnectionError, RedisTimeoutError, RegistryUnavailable) as exc:
         yield sse("error", {"error": {"code": "redis_unavailable",
                                       "message": f"Redis is unavailable: {exc}"}})
+    finally:
+        request.app.state.open_streams -= 1
+
+
+def async_registry(request: Request, redis: aioredis.Redis) -> Registry:
+    """A registry whose scripts run on the asyncio client (their calls return awaitables)."""
+    found: Registry | None = getattr(request.app.state, "async_registry", None)
+    if found is None:
+        namespace = request.app.state.gateway.client.keys.namespace
+        found = Registry(cast(Any, redis), namespace)
+        request.app.state.async_registry = found
+    return found
 
 
 def resume_after(header: str | None, query: int | None) -> int:
@@ -82,7 +96,10 @@ async def stream_events(
     registry = target.gw.client.registry
 
     async def status() -> RunStatus:
-        found = await asyncio.to_thread(registry.status, ref.session_key, ref.run_id)
+        # the registry's own status script, on the asyncio client: no thread per poll
+        reply = await async_registry(request, redis).scripts(
+            "status", [registry.keys.run(ref.session_key, ref.run_id)], [])
+        found = status_from_reply(ref.session_key, ref.run_id, reply)
         if found.state is not RunState.UNKNOWN and (
                 found.fence != ref.fence or (found.incarnation or "") != ref.incarnation):
             return RunStatus(ref.session_key, ref.run_id, RunState.UNKNOWN)
@@ -95,12 +112,16 @@ async def stream_events(
             body["fence"] = ref.fence
         return body
 
+    redis = async_redis(request, settings)
     first = await status()
     if first.state is RunState.UNKNOWN:
         raise ApiError(404, "run_not_found", "no such run: it never existed here or its "
                        "retention ran out", "run")
-    stream = InboxStream(async_redis(request, settings), run.inbox.key, target.ref, after,
-                         status, state_body, settings)
-    return StreamingResponse(until_unavailable(stream.events(first)),
+    if request.app.state.open_streams >= settings.max_streams:
+        raise ApiError(503, "too_many_streams", f"this process holds {settings.max_streams} "
+                       "streams (LEASEGATE_SSE_MAX_STREAMS): retry, or add a serve process")
+    stream = InboxStream(redis, run.inbox.key, target.ref, after, status, state_body,
+                         settings)
+    return StreamingResponse(counted(request, stream.events(first)),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

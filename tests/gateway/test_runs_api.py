@@ -165,12 +165,14 @@ def test_openapi_names_every_runtime_operation(gateway_server: GatewayProcess) -
     ops = {op["operationId"]: (path, method, op) for path, item in schema["paths"].items()
            for method, op in item.items()}
     for name in ("startRun", "getRun", "renewRun", "parkRun", "releaseRun", "submitTask",
-                 "readInbox"):
+                 "readInbox", "streamEvents", "fetchArtifact"):
         path, _, op = ops[name]
-        assert path.startswith("/v1/runs"), name
+        assert path.startswith(("/v1/runs", "/v1/artifacts")), name
         assert any(s.startswith("2") for s in op["responses"]), name
         errors = [r for s, r in op["responses"].items() if s[0] in "45"]
         assert errors and all(r["content"]["application/json"]["schema"]["$ref"] ==
                               "#/components/schemas/Error" for r in errors), name
     assert {"Error", "RunStarted", "RunStatus", "InboxEntry"} <= set(
         schema["components"]["schemas"])
+    assert "text/event-stream" in ops["streamEvents"][2]["responses"]["200"]["content"]
+    assert len(ops) == sum(len(item) for item in schema["paths"].values())  # ids are unique
