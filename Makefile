@@ -10,7 +10,7 @@ CHAOS_RUNS ?= 600
 CHAOS_SECONDS ?= 300
 CHAOS_REDIS_DOWN ?= 2
 
-.PHONY: test demo bench chaos lint typecheck architecture browser pytest clean
+.PHONY: test demo bench chaos lint typecheck architecture browser pytest typescript clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-test: lint typecheck architecture browser pytest
+test: lint typecheck architecture browser pytest typescript
 
 # The console's browser tests drive a real headless Chromium: Debian's packages, installed
 # here where missing (as root, or through sudo), so a fresh machine needs no other step.
@@ -61,5 +61,13 @@ architecture: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The TypeScript client (clients/typescript): npm ci, tsc, and node --test against a real
+# redis-server, celery worker and `leasegate serve` from this .venv; also checks that its
+# generated types still match the server's OpenAPI.
+typescript: $(STAMP)
+	cd clients/typescript && npm ci --no-audit --no-fund && \
+		LEASEGATE_PYTHON=$(abspath $(BIN)/python) npm test
+
 clean:
-	rm -rf $(VENV) .typecheck build *.egg-info
+	rm -rf $(VENV) .typecheck build *.egg-info clients/typescript/node_modules \
+		clients/typescript/dist clients/typescript/build
