@@ -10,6 +10,7 @@ import sys
 from ..workers import ConfigError
 
 LOOPBACK_NAMES = ("localhost",)
+SHUTDOWN_GRACE = 3  # seconds a SIGTERMed serve waits for open streams before closing them
 
 
 def is_loopback(host: str) -> bool:
@@ -51,7 +52,10 @@ def serve(argv: list[str]) -> int:
         return 2
     # the console's access log would carry cookies and query strings, never tokens: those
     # travel in headers, which uvicorn does not log
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # SSE streams never end on their own: a deploy's SIGTERM closes them after a short grace,
+    # and clients resume on another process with Last-Event-ID
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE)
     return 0
 
 
