@@ -17,6 +17,7 @@ from .artifacts import (
 )
 from .codes import KINDS, REASONS, STATES
 from .deadletters import (
+    HELD_STATES,
     DeadLetter,
     DeadLetters,
     FilterError,
@@ -77,6 +78,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "FilterError",
+    "HELD_STATES",
     "LetterFilter",
     "LetterGone",
     "LetterNotFound",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import health, whoami
+from ..pages import PAGE_ROUTERS
+from . import dead_letters, health, redrives, whoami
 
-ROUTERS: list[APIRouter] = [health.router, whoami.router]
+ROUTERS: list[APIRouter] = [health.router, whoami.router, dead_letters.router, redrives.router,
+                            *PAGE_ROUTERS]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.ownership.testing import RedisServer
+from tests.support.console import Letters
 from tests.support.gateway import GatewayProcess
 
 
@@ -30,3 +31,11 @@ def gateway_redis() -> Iterator[RedisServer]:
     """One Redis (the preferred binary) for the gateway's tests: HTTP is not version-bound."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def letters(gateway_server: GatewayProcess, gateway_namespace: str) -> Iterator[Letters]:
+    """Dead letters (images in the server's artifact store) in the server's namespace."""
+    made = Letters(gateway_server, gateway_namespace)
+    yield made
+    made.close()
