@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.console import Letters, session_key
 from tests.support.gateway import TOKENS, GatewayProcess
+from tests.support.helpers import wait_until
 
 
 @contextmanager
@@ -183,6 +184,10 @@ def test_the_redrive_form_counts_then_starts(operator_browser: httpx.Client,
     assert started.status_code == 303 and started.headers["location"].startswith("/redrives/")
     progress = operator_browser.get(started.headers["location"]).text
     assert "<progress" in progress and 'id="cancel"' in progress
+    url = "/v1" + started.headers["location"]
+    wait_until(lambda: operator_browser.get(url).json()["state"] == "done", timeout=30,
+               message="the redrive to finish")
+    assert sorted(letters.recovered(live)) == sorted(ids)
 
 
 def test_the_runs_page_lists_live_runs_with_their_inbox(operator_browser: httpx.Client,
