@@ -75,9 +75,8 @@ def replay_letter(letter_id: str, body: ReplayBody, request: Request,
     letters = gw.client.dead_letters
     letter = letters.get(check_letter_id(letter_id))
     if letter.kind == "error" and not body.force:
-        raise ApiError(409, "force_required", f"dead letter {letter_id} is kind=error (the "
-                       "work failed or was skipped, it is no result): pass force: true to "
-                       "hand it to a run anyway", "force")
+        return refused(letter_id, "error_kind", "it is kind=error, an error notice rather "
+                       "than a result; pass force: true to hand it over anyway", "force")
     if letter.session_key is None:
         return refused(letter_id, "no_session", "undecodable input names no trusted session")
     run_id = body.run_id or current_run(gw, letter.session_key)
@@ -92,9 +91,9 @@ def replay_letter(letter_id: str, body: ReplayBody, request: Request,
                      entry_id=done.entry_id, seq=done.seq, resumed=done.resumed)
 
 
-def refused(letter_id: str, reason: str, detail: str) -> JSONResponse:
+def refused(letter_id: str, reason: str, detail: str, field: str | None = None) -> JSONResponse:
     body = error_body("replay_refused", f"replay of dead letter {letter_id} refused: {reason}"
-                      + (f" ({detail})" if detail else ""))
+                      + (f" ({detail})" if detail else ""), field)
     body["error"]["reason"] = reason
     return JSONResponse(body, status_code=409)
 

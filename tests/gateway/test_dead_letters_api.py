@@ -142,7 +142,8 @@ def test_replay_refusals_leave_the_letter_a_dead_letter(ops: httpx.Client,
         reply = ops.post(f"/v1/dead-letters/{ids[0]}/replay", json=body)
         assert reply.status_code == 422 and reply.json()["error"]["field"] == field, body
     refused = ops.post(f"/v1/dead-letters/{errors[0]}/replay", json={"to_current": True})
-    assert refused.status_code == 409 and refused.json()["error"]["code"] == "force_required"
+    assert refused.status_code == 409 and refused.json()["error"]["reason"] == "error_kind"
+    assert refused.json()["error"]["field"] == "force"
     live.release("completed")
     gone = ops.post(f"/v1/dead-letters/{ids[0]}/replay", json={"to_current": True})
     assert gone.status_code == 409 and gone.json()["error"]["reason"] == "no_current_run"
