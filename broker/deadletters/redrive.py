@@ -140,16 +140,17 @@ class TokenBucket:
             self.tokens -= 1
 
 
-Candidate = tuple[str, str | None, str | None]   # letter id, session key, kind
+Candidate = tuple[str, str | None]   # letter id, session key
 
 
 class Redrives:
     """Start, run, read and cancel redrives over one namespace's dead letters."""
 
-    def __init__(self, letters: DeadLetters) -> None:
+    def __init__(self, letters: DeadLetters, alive_ms: int = ALIVE_MS) -> None:
         self.letters = letters
         self.client = letters.client
         self.keys = letters.keys
+        self.alive_ms = alive_ms  # how long a redrive outlives its process's last flush
 
     def key(self, redrive_id: str) -> str:
         return self.keys.global_key(f"redrive:{redrive_id}")
@@ -232,7 +233,7 @@ class Redrives:
             if letter.kind == "error" and not request.force:
                 progress.skipped += 1  # a notice that work failed, not a result: never by default
             else:
-                todo.append((letter.id, letter.session_key, letter.kind))
+                todo.append((letter.id, letter.session_key))
             if time.monotonic() - last >= FLUSH_SECONDS:  # counting 100k letters takes a while
                 progress.total = len(todo)
                 if self._flush(progress):
@@ -247,7 +248,7 @@ class Redrives:
         bucket = TokenBucket(request.rate)
         pause = threading.Event()  # never set: an interruptible wait between tokens
         last = time.monotonic()
-        for letter_id, session_key, _ in todo:
+        for letter_id, session_key in todo:
             while (wait := bucket.wait_time()) > 0 or time.monotonic() - last >= FLUSH_SECONDS:
                 if time.monotonic() - last >= FLUSH_SECONDS:
                     if self._flush(progress):
@@ -264,26 +265,23 @@ class Redrives:
 
     def _replay_one(self, progress: RedriveProgress, request: RedriveRequest, letter_id: str,
                     session_key: str | None) -> None:
-        refusal = None
-        if session_key is None:
-            refusal = "no_session"  # undecodable input: nobody can be trusted to own it
-        else:
-            run_id = request.run_id or self._current_run(session_key)
-            if run_id is None:
-                refusal = "no_current_run"
-            else:
-                try:
-                    self.letters.replay(letter_id, _Target(session_key, run_id),
-                                        by=f"{progress.by} (redrive {progress.id})"[:200])
-                except ReplayRefused as exc:
-                    refusal = exc.reason
-                except LetterNotFound:
-                    refusal = "not_found"
-        if refusal is None:
-            progress.replayed += 1
-        else:
+        # undecodable input names no session: nobody can be trusted to own it
+        run_id = session_key and (request.run_id or self._current_run(session_key))
+        refusal = "no_session" if session_key is None else "no_current_run"
+        if session_key and run_id:
+            try:
+                self.letters.replay(letter_id, _Target(session_key, run_id),
+                                    by=f"{progress.by} (redrive {progress.id})"[:200])
+                refusal = ""
+            except ReplayRefused as exc:
+                refusal = exc.reason
+            except LetterNotFound:
+                refusal = "not_found"
+        if refusal:
             progress.refused += 1
             progress.refusals[refusal] = progress.refusals.get(refusal, 0) + 1
+        else:
+            progress.replayed += 1
 
     def _current_run(self, session_key: str) -> str | None:
         with unavailable_as_error():
@@ -305,7 +303,7 @@ class Redrives:
             if progress.finished:
                 pipe.delete(key + ":alive")
             else:
-                pipe.set(key + ":alive", "1", px=ALIVE_MS)
+                pipe.set(key + ":alive", "1", px=self.alive_ms)
             pipe.hget(key, "cancel")
             pipe.hget(key, "created")
             *_, cancel, started = pipe.execute()

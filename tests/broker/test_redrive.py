@@ -4,6 +4,8 @@ letters, counted by reason."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -19,6 +21,7 @@ from leasegate.broker import (
     Run,
     select_letters,
 )
+from leasegate.ownership.testing import RedisServer
 from tests.support.helpers import wait_until
 
 
@@ -141,6 +144,42 @@ def test_cancel_from_anywhere_stops_a_started_redrive(broker_client: Client) -> 
     assert final.state == "cancelled" and 1 <= final.done < 30
     assert len(recovered(run)) == final.replayed
     assert states(broker_client, ids) == {"quarantined", "redelivered"}
+
+
+CHILD = """
+import sys, redis
+from leasegate.broker import Client, LetterFilter, RedriveRequest, Redrives
+url, ns, key = sys.argv[1:4]
+client = Client(redis.Redis.from_url(url), ns, secret=b"child-secret-0123456789")
+Redrives(client.dead_letters, alive_ms=500).run(
+    RedriveRequest(to_current=True, rate=2, where=LetterFilter(session_key=key)), by="child",
+    on_progress=lambda p: print(p.id, p.done, flush=True))
+"""
+
+
+def test_a_redrive_whose_process_died_is_abandoned_and_a_new_one_finishes_it(
+        broker_client: Client, redis_server: RedisServer, namespace: str) -> None:
+    key = sk()
+    ids, run = orphans(broker_client, key, 20)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, redis_server.url, namespace, key],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        redrive_id = child.stdout.readline().split()[0]  # its first progress: it is running
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()  # type: ignore[union-attr]
+    redrives = Redrives(broker_client.dead_letters)
+    wait_until(lambda: redrives.get(redrive_id).state == "abandoned", timeout=10,
+               message="the dead process's redrive to be abandoned")
+    before = len(recovered(run))
+    assert before < 20
+    again = redrives.run(RedriveRequest(to_current=True, where=LetterFilter(session_key=key)),
+                         by="test")
+    assert again.replayed == 20 - before  # the rest; those already done are refused
+    assert again.refusals == ({"already_redelivered": before} if before else {})
+    assert sorted(recovered(run)) == sorted(ids)  # each once: none lost, none twice
 
 
 def test_the_filters_name_the_field_they_refuse() -> None:
