@@ -28,8 +28,11 @@ def browser(gateway_server: GatewayProcess) -> Iterator[WebDriver]:
 
 
 def rows(driver: WebDriver) -> list[str]:
-    return [str(r.get_attribute("data-letter"))
-            for r in driver.find_elements(By.CSS_SELECTOR, "#letters tbody tr")]
+    """The letter ids of the list's rows (one script: no element goes stale mid-read)."""
+    found: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#letters tbody tr'))"
+        ".map(r => r.dataset.letter)")
+    return found
 
 
 def open_list(driver: WebDriver, url: str, key: str) -> None:
@@ -56,8 +59,8 @@ def test_filtering_by_kind_in_the_form(browser: WebDriver, gateway_server: Gatew
     assert sorted(rows(browser)) == sorted(results + errors)
     Select(browser.find_element(By.NAME, "kind")).select_by_visible_text("error")
     browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
-    wait_for(lambda: "kind=error" in browser.current_url, message="the filtered list")
-    assert sorted(rows(browser)) == sorted(errors)
+    wait_for(lambda: "kind=error" in browser.current_url
+             and sorted(rows(browser)) == sorted(errors), message="the filtered list")
 
 
 def test_replay_one_letter_and_watch_it_leave_the_list(
@@ -108,6 +111,8 @@ def test_cancel_stops_a_slow_redrive(browser: WebDriver, gateway_server: Gateway
     browser.find_element(By.NAME, "session").send_keys(key)
     browser.find_element(By.NAME, "rate").send_keys("3")
     browser.find_element(By.ID, "start").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "progress#bar"),
+             message="the progress page")
     wait_for(lambda: int(browser.find_element(By.ID, "done").text or 0) >= 1, timeout=20,
              message="the first letters")
     browser.find_element(By.ID, "cancel").click()
