@@ -27,7 +27,7 @@ from ..letters import (
     letter_out,
 )
 from ..state import Gateway, gateway
-from .render import can_act, query, render, to_login, viewer
+from .render import can_act, query, render, safe_path, to_login, viewer
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
@@ -89,7 +89,7 @@ def _acting(request: Request, gw: Gateway, csrf: str) -> str:
 
 
 def _back(back: str, notice: str) -> RedirectResponse:
-    target = back if back.startswith("/") and not back.startswith("//") else "/dead-letters"
+    target = safe_path(back)
     return RedirectResponse(target + ("&" if "?" in target else "?") + query(notice=notice),
                             status_code=303)
 

@@ -11,17 +11,10 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..auth import COOKIE, COOKIE_TTL, LOCAL, check_csrf, issue_cookie
 from ..state import Gateway, gateway
-from .render import render, viewer
+from .render import render, safe_path, viewer
 
 router = APIRouter(include_in_schema=False)
 LOGIN_NONCE = "leasegate_login"
-
-
-def safe_next(target: str | None) -> str:
-    """Only a path of this site: an open redirect would hand the login to anyone."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/dead-letters"
 
 
 @router.get("/")
@@ -34,7 +27,7 @@ def login_form(request: Request, next: str | None = None,
                gw: Gateway = Depends(gateway)) -> Response:  # noqa: B008
     nonce = secrets.token_urlsafe(24)
     page = render(request, gw, "login.html", token=viewer(request, gw), login_csrf=nonce,
-                  next=safe_next(next), local=gw.tokens is None, error=None)
+                  next=safe_path(next), local=gw.tokens is None, error=None)
     page.set_cookie(LOGIN_NONCE, nonce, max_age=600, httponly=True, samesite="strict",
                     secure=request.url.scheme == "https")
     return page
@@ -48,7 +41,7 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""),
 
     def again(error: str, status: int) -> Response:
         return render(request, gw, "login.html", status=status, token=None, login_csrf=nonce,
-                      next=safe_next(next), local=gw.tokens is None, error=error)
+                      next=safe_path(next), local=gw.tokens is None, error=error)
 
     if not nonce or not hmac.compare_digest(nonce, csrf):
         return again("The form expired: try again.", 403)
@@ -62,7 +55,7 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""),
             return again(f"Token {match.name!r} is a {match.role.value} token: the console "
                          "takes operator and viewer tokens.", 403)
         found = match
-    done = RedirectResponse(safe_next(next), status_code=303)
+    done = RedirectResponse(safe_path(next), status_code=303)
     done.set_cookie(COOKIE, issue_cookie(gw, found), max_age=COOKIE_TTL, httponly=True,
                     samesite="lax", secure=request.url.scheme == "https")
     done.delete_cookie(LOGIN_NONCE)

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..auth import COOKIE, LOCAL, caller, csrf_token
+from ..auth import COOKIE, COOKIE_TTL, LOCAL, caller, csrf_token, issue_cookie
 from ..errors import ApiError
 from ..state import Gateway
 from ..tokens import Role, Token
@@ -67,14 +67,29 @@ def to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
+def safe_path(target: str | None, default: str = "/dead-letters") -> str:
+    """Only a path of this site: anything else would make the console an open redirect
+    (browsers read ``/\\host`` as ``//host``)."""
+    if target and target.startswith("/") and not target.startswith("//") \
+            and "\\" not in target:
+        return target
+    return default
+
+
 def render(request: Request, gw: Gateway, name: str, status: int = 200,
            token: Token | None = None, **context: Any) -> Response:
     cookie = request.cookies.get(COOKIE)
+    fresh = None
+    if cookie is None and gw.tokens is None:  # --insecure-local: forms still need a CSRF token
+        cookie = fresh = issue_cookie(gw, LOCAL)
     html = TEMPLATES.get_template(name).render(
         me=token, can_act=token is not None and can_act(token),
         csrf=csrf_token(gw, cookie) if cookie else "", path=request.url.path,
         namespace=gw.client.keys.namespace, **context)
-    return HTMLResponse(html, status_code=status)
+    page = HTMLResponse(html, status_code=status)
+    if fresh is not None:
+        page.set_cookie(COOKIE, fresh, max_age=COOKIE_TTL, httponly=True, samesite="lax")
+    return page
 
 
 def query(**params: Any) -> str:

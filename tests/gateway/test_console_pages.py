@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -207,3 +208,28 @@ def test_static_files_and_nothing_else(gateway_server: GatewayProcess) -> None:
         "content-type"].startswith("text/javascript")
     for name in ("..%2Fletters.py", "missing.css", "__init__.py"):
         assert httpx.get(f"{gateway_server.url}/static/{name}").status_code == 404
+
+
+def test_buttons_never_redirect_off_site(operator_browser: httpx.Client,
+                                         letters: Letters) -> None:
+    ids, _ = letters.orphans(session_key(), 1)
+    csrf = csrf_of(operator_browser.get("/dead-letters").text)
+    reply = operator_browser.post(f"/dead-letters/{ids[0]}/discard",
+                                  data={"csrf": csrf, "back": "/\\evil.example/x"})
+    assert reply.status_code == 303 and reply.headers["location"].startswith("/dead-letters?")
+
+
+def test_insecure_local_needs_no_login_and_its_forms_work(
+        gateway_server: GatewayProcess, gateway_namespace: str, tmp_path: Path,
+        letters: Letters) -> None:
+    key = session_key()
+    ids, live = letters.orphans(key, 1)
+    with GatewayProcess(gateway_server.env["LEASEGATE_REDIS_URL"], gateway_namespace, tmp_path,
+                        tokens=False, args=("--insecure-local",)) as local, \
+            httpx.Client(base_url=local.url) as browser:
+        page = browser.get("/dead-letters", params={"session": key})
+        assert page.status_code == 200 and row_ids(page.text) == ids
+        reply = browser.post(f"/dead-letters/{ids[0]}/replay",
+                             data={"csrf": csrf_of(page.text), "back": "/dead-letters"})
+        assert reply.status_code == 303 and "replayed" in reply.headers["location"]
+    assert letters.recovered(live) == ids
