@@ -28,7 +28,7 @@ def find(name: str, env: str, *fallbacks: str) -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise AssertionError(f"{name} is not installed: the console's browser tests need "
-                         f"Debian's Chromium ({INSTALL}; .ci/run installs it), or set {env}")
+                         f"Debian's Chromium: run `make browser` ({INSTALL}), or set {env}")
 
 
 def chromium(width: int = 1400, height: int = 900) -> WebDriver:
