@@ -2,7 +2,8 @@
 
 One concept per module: ``letter`` (the record and the API's answers and refusals), ``index``
 (choosing letters page by page), ``drain`` (the consumer-group export), ``store`` (the
-``DeadLetters`` API over them). The Lua that writes letters is includes/deadLetter.lua.
+``DeadLetters`` API over them), ``selection`` (every filter, kind and state too),
+``redrive`` (bulk replay). The Lua that writes letters is includes/deadLetter.lua.
 """
 
 from .index import HELD_STATES, LetterIndex
@@ -17,6 +18,8 @@ from .letter import (
     RunRef,
     Stats,
 )
+from .redrive import RedriveNotFound, RedriveProgress, RedriveRequest, Redrives
+from .selection import FilterError, LetterFilter, matching_letters, select_letters
 from .store import DeadLetters
 
 __all__ = [
@@ -24,12 +27,20 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "KeepQuarantined",
+    "FilterError",
     "LetterGone",
     "LetterIndex",
+    "LetterFilter",
     "LetterNotFound",
     "Page",
+    "RedriveNotFound",
+    "RedriveProgress",
+    "RedriveRequest",
+    "Redrives",
     "ReplayRefused",
     "ReplayResult",
     "RunRef",
     "Stats",
+    "matching_letters",
+    "select_letters",
 ]

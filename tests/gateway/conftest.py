@@ -10,6 +10,7 @@ import pytest
 
 from leasegate.ownership.testing import RedisServer
 from tests.support.celery_workers import WorkerProcess
+from tests.support.console import Letters
 from tests.support.gateway import GatewayProcess
 
 
@@ -45,3 +46,11 @@ def gateway_worker(tmp_path_factory: pytest.TempPathFactory, gateway_namespace: 
                            LEASEGATE_GENERATOR_LATENCY="0.3")
     yield worker.start()
     worker.stop()
+
+
+@pytest.fixture(scope="module")
+def letters(gateway_server: GatewayProcess, gateway_namespace: str) -> Iterator[Letters]:
+    """Dead letters (images in the server's artifact store) in the server's namespace."""
+    made = Letters(gateway_server, gateway_namespace)
+    yield made
+    made.close()

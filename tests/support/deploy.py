@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs"
-PACKAGE_DIRS = ("ownership", "broker", "workers")
+PACKAGE_DIRS = ("ownership", "broker", "workers", "gateway")
 APP = "leasegate.workers"
 DOC_PAGES = ("concepts.md", "guarantees.md", "configuration.md", "operating.md", "scaling.md",
              "failure-modes.md")
@@ -443,7 +443,7 @@ def check_celery(argv: list[str], where: str) -> tuple[str, dict[str, list[str]]
 
 
 def check_leasegate_script(argv: list[str], where: str) -> None:
-    from leasegate.workers.cli.demo import main
+    from leasegate.gateway.cli import main  # serve, and every other command of the workers'
 
     with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as done:
         main([*argv, "--help"])

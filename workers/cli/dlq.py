@@ -25,6 +25,7 @@ from .common import (
     table,
     who,
 )
+from .dlq_redrive import bulk_options, bulk_replay, is_bulk
 from .letters import artifacts_of, get_letter, letter_json, owner, show_letter
 
 __all__ = ["dlq", "get_letter", "letter_json", "owner"]
@@ -96,14 +97,23 @@ def show(ctx: click.Context, dlq_id: str, as_json: bool) -> None:
 
 
 @dlq.command(cls=CeleryCommand)
-@click.argument("dlq_id")
-@click.option("--run", "run_id", required=True, help="the LIVE or PARKED run to replay into")
+@click.argument("dlq_id", required=False)
+@click.option("--run", "run_id", help="the LIVE or PARKED run to replay into")
 @click.option("--force", is_flag=True,
               help="also replay a kind=error letter (an error notice, not a result)")
+@bulk_options
 @click.pass_context
-def replay(ctx: click.Context, dlq_id: str, run_id: str, force: bool) -> None:
-    """Append a dead letter to a live run's inbox as role=tool, kind=recovered."""
+def replay(ctx: click.Context, /, dlq_id: str | None, run_id: str | None, force: bool,
+           **bulk: Any) -> None:
+    """Append a dead letter to a live run's inbox as role=tool, kind=recovered; or, with
+    --session and no DLQ_ID, every quarantined letter of that session (a bulk redrive)."""
     from ...broker import ReplayRefused
+
+    if dlq_id is None or is_bulk(bulk):
+        bulk_replay(ctx, dlq_id, run_id, **bulk)
+        return
+    if run_id is None:
+        raise click.UsageError("replay DLQ_ID needs --run RUN_ID")
 
     client = client_for(ctx)
     letter = get_letter(client, dlq_id)
