@@ -7,6 +7,8 @@ docs/operating.md and stays stable for scripts.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from celery.bin.base import CeleryCommand
 
