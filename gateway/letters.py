@@ -16,8 +16,8 @@ from ..broker import (
     LetterFilter,
     LetterNotFound,
 )
+from .console_models import ArtifactOut, LetterOut
 from .errors import ApiError
-from .models import ArtifactOut, LetterOut
 from .state import Gateway
 from .tokens import Token
 

@@ -4,8 +4,8 @@ request (a 422 naming the field), started here or counted at once, and its progr
 from __future__ import annotations
 
 from ..broker import FilterError, RedriveProgress, RedriveRequest, Redrives
+from .console_models import RedriveBody, RedriveOut
 from .letters import as_api_error, letter_filter
-from .models import RedriveBody, RedriveOut
 from .state import Gateway
 from .tokens import Token
 

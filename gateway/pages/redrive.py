@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from ...broker import KINDS, REASONS, RedriveNotFound, Redrives
 from ..auth import check_csrf
+from ..console_models import RedriveBody
 from ..errors import ApiError
-from ..models import RedriveBody
 from ..redrives import redrive_out, start
 from ..state import Gateway, gateway
 from .render import can_act, render, to_login, viewer

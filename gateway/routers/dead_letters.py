@@ -17,6 +17,7 @@ from ...broker import (
     select_letters,
 )
 from ..auth import check_csrf, operator, reader
+from ..console_models import DiscardOut, LetterOut, LetterPage, ReplayBody, ReplayOut
 from ..errors import ApiError, error_body
 from ..letters import (
     RunRef,
@@ -29,7 +30,6 @@ from ..letters import (
     letter_filter,
     letter_out,
 )
-from ..models import DiscardOut, LetterOut, LetterPage, ReplayBody, ReplayOut
 from ..state import Gateway, gateway
 from ..thumbnails import MEDIA_TYPE, NotAnImage, thumbnail
 from ..tokens import Token

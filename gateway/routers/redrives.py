@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 from ...broker import RedriveNotFound, RedriveProgress, Redrives
 from ..auth import check_csrf, operator, reader
+from ..console_models import RedriveBody, RedriveOut, StatsOut
 from ..errors import ApiError, error_body
-from ..models import RedriveBody, RedriveOut, StatsOut
 from ..redrives import redrive_out, start
 from ..state import Gateway, gateway
 from ..tokens import Token
