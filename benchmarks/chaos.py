@@ -132,6 +132,8 @@ class Record:
         self.loss: Loss | None = None
         # task ids a SIGKILLed worker had taken: their verdict may come only from the reaper
         self.lost_with_worker: set[str] = set()
+        self.taken_ever: set[str] = set()  # task ids any worker received or discarded
+        self.kills_ms: list[int] = []      # server time of each worker or Redis SIGKILL
 
     def count(self, event: str, n: int = 1) -> None:
         with self.lock:
@@ -422,6 +424,8 @@ def check(client: Client, record: Record) -> Findings:
             out.counts["no_verdict_after_loss"] += 1
         elif cb in record.lost_with_worker:  # redelivery may outlast the grace (kill upon kill)
             out.counts["no_verdict_lost_worker"] += 1
+        elif lost_in_transport(record, cb):
+            out.counts["no_verdict_lost_in_transport"] += 1
         else:
             out.bad(f"callback {cb} ({tool}) got a no_verdict letter: its task could have "
                     "given a verdict")
@@ -438,6 +442,14 @@ def check(client: Client, record: Record) -> Findings:
         elif outcome == "refused" and where:
             out.bad(f"callback {cb} was never sent but ended in {where}")
     return out
+
+
+def lost_in_transport(record: Record, cb: str) -> bool:
+    """A message no worker ever received, sent before a SIGKILL: kombu's Redis transport pops
+    it (BRPOP) before it records it as unacknowledged, so a kill in between loses it."""
+    began = record.callbacks[cb].began_ms if cb in record.callbacks else None
+    return (cb not in record.taken_ever and began is not None
+            and any(began <= kill for kill in record.kills_ms))
 
 
 def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | None,
@@ -562,7 +574,8 @@ def self_test(client: Client, record: Record) -> list[str]:
     # a no_verdict letter for a callback whose task could have answered
     plain = next((k for k in lettered if reason(k)[0] != "hard_limit"
                   and reason(k)[1] != "no_verdict"
-                  and (r.hget(k, "cb") or b"").decode() not in record.lost_with_worker), None)
+                  and (r.hget(k, "cb") or b"").decode() not in record.lost_with_worker
+                  and not lost_in_transport(record, (r.hget(k, "cb") or b"").decode())), None)
     if plain is None:
         return [*missed, "no_verdict (no letter to plant it on)"]
     was = reason(plain)[1]
@@ -671,7 +684,10 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
                            interval=0.2)
             info["unsettled"] = missing[:20]
             info["settled_s"] = round(time.monotonic() - started, 1)
-            record.lost_with_worker = lost_with_worker([w.log() for w in workers])
+            logs = [w.log() for w in workers]
+            record.lost_with_worker = lost_with_worker(logs)
+            record.taken_ever = {m["received"] or m["revoked"]
+                                 for log in logs for m in TAKEN.finditer(log)}
             findings = check(client, record)
             if self_testing:
                 missed = self_test(client, record)
@@ -767,7 +783,9 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"items; revoked just before the restart={ev['revoked_before_restart']}; {window}; "
         f"exempt without a verdict={counts['exempt_without_verdict']}, no_verdict after loss="
         f"{counts['no_verdict_after_loss']}, no_verdict after a worker kill="
-        f"{counts['no_verdict_lost_worker']}, bounds relaxed={counts['bounds_relaxed_after_loss']}",
+        f"{counts['no_verdict_lost_worker']}, no_verdict for a message lost in the transport="
+        f"{counts['no_verdict_lost_in_transport']}, "
+        f"bounds relaxed={counts['bounds_relaxed_after_loss']}",
         f"faults: time_limits={hits} oversized={ev['tool_oversized']} "
         f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "
         f"aof_tail_lost={ev['aof_tail_lost']} exempt_after_loss={counts['exempt_after_loss']}",

@@ -194,6 +194,7 @@ class Faults(threading.Thread):
                 os.kill(self.rng.choice(children), 9)
             self.record.count("kill_child")
             return
+        self.record.kills_ms.append(self.driver.now_ms())
         worker.kill()
         self.record.count("kill_worker")
         worker.start()
@@ -212,6 +213,7 @@ class Faults(threading.Thread):
         self.driver.release(*victims[0], "cancelled", cancel=True)
         self.record.count("revoked_before_restart")
         before = self.driver.now_ms()
+        self.record.kills_ms.append(before)
         self.server.kill()
         revokers = [threading.Thread(target=self.revoke_in_outage, args=(run, rec, before),
                                      name="chaos-revoke", daemon=True)
@@ -255,6 +257,7 @@ class Faults(threading.Thread):
 
         retrying(lambda: write_marks(r, key, self.stop, 1.0, first_mark_written), self.record)
         killed = self.driver.now_ms()
+        self.record.kills_ms.append(killed)
         self.server.kill()
         cut = cut_aof_tail(self.server.directory, self.rng, keep)
         self.stop.wait(self.redis_down)

@@ -60,3 +60,18 @@ def test_a_no_verdict_is_excused_only_for_tasks_a_killed_worker_had_not_finished
     assert lost_with_worker([killed + KILL_MARK + alive]) == {a}
     assert lost_with_worker([revoked + KILL_MARK, alive]) == {d}
     assert lost_with_worker([killed + alive]) == set()
+
+
+def test_a_no_verdict_is_excused_for_a_message_no_worker_received_sent_before_a_kill() -> None:
+    from benchmarks.chaos import CallbackRecord, Record, lost_in_transport
+
+    record = Record()
+    record.callbacks["a" * 32] = CallbackRecord("a" * 32, "cron:x", "r", 1, 0, "submitted",
+                                               began_ms=1000, ended_ms=1001)
+    assert not lost_in_transport(record, "a" * 32)  # no kill at all
+    record.kills_ms = [999]
+    assert not lost_in_transport(record, "a" * 32)  # the kill came before it was sent
+    record.kills_ms.append(1500)
+    assert lost_in_transport(record, "a" * 32)
+    record.taken_ever = {"a" * 32}  # a worker received it: the transport did not lose it
+    assert not lost_in_transport(record, "a" * 32)
