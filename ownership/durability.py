@@ -1,0 +1,158 @@
+"""Durable writes: a write is confirmed only once N replicas acknowledged it (Redis WAIT).
+
+WAIT counts what the connection it runs on wrote, so it must follow the write on the same
+connection: a non-transactional pipeline of the script, a barrier and WAIT holds one. The
+barrier (a PUBLISH, which a primary always replicates) makes WAIT cover everything the primary
+wrote before it, a verdict an earlier call wrote included: a repeat that writes nothing (the
+memo answers) is only confirmed once that first verdict reached the replicas.
+
+Not strong consistency: replication stays asynchronous, and a failover still loses what no
+WAIT covered yet (docs/failure-modes.md says what it buys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .acquisition import Acquisition
+from .connection import unavailable_as_error
+from .errors import RegistryUnavailable
+
+BARRIER_CHANNEL = "leasegate:durability-barrier"
+DEFAULT_TIMEOUT_MS = 1000
+MAX_REPLICAS = 100
+MAX_TIMEOUT_MS = 60_000
+MAX_UNCONFIRMED = 1024   # acquisitions kept for a retry; the oldest go first
+
+
+class NotDurable(RegistryUnavailable):
+    """A write reached the primary but fewer than ``wanted`` replicas within the timeout.
+
+    Like any RegistryUnavailable nothing may be taken as decided: a worker leaves its message
+    unacknowledged (the redelivered message finds the memo), a runtime retries its call."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int, what: str = "a write") -> None:
+        self.acked = acked
+        self.wanted = wanted
+        self.timeout_ms = timeout_ms
+        super().__init__(f"{what} reached {acked} of the {wanted} replicas "
+                         f"LEASEGATE_MIN_REPLICAS asks for within {timeout_ms} ms")
+
+
+@dataclass(frozen=True)
+class Durability:
+    """How many replicas (``replicas``) must acknowledge a write within ``timeout_ms``."""
+
+    replicas: int = 0
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) \
+                or not 0 <= self.replicas <= MAX_REPLICAS:
+            raise ValueError(f"min_replicas must be an integer from 0 to {MAX_REPLICAS}, "
+                             f"got {self.replicas!r}")
+        if isinstance(self.timeout_ms, bool) or not isinstance(self.timeout_ms, int) \
+                or not 1 <= self.timeout_ms <= MAX_TIMEOUT_MS:
+            raise ValueError(f"min_replicas_timeout must be an integer from 1 to "
+                             f"{MAX_TIMEOUT_MS} ms, got {self.timeout_ms!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.replicas > 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Durability:
+        """From LEASEGATE_MIN_REPLICAS and LEASEGATE_MIN_REPLICAS_TIMEOUT (ms)."""
+        replicas = _integer(env, "LEASEGATE_MIN_REPLICAS", 0)
+        timeout_ms = _integer(env, "LEASEGATE_MIN_REPLICAS_TIMEOUT", DEFAULT_TIMEOUT_MS)
+        try:
+            return cls(replicas, timeout_ms)
+        except ValueError as exc:  # name the variable, not the field
+            raise ValueError("LEASEGATE_" + str(exc).upper().split(" ", 1)[0] + " "
+                             + str(exc).split(" ", 1)[1]) from None
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def durable_call(client: redis.Redis, durability: Durability, script: Any, keys: list[str],
+                 args: list[Any]) -> Any:
+    """Run ``script`` (a redis-py Script), then barrier and WAIT on the same connection; its
+    reply, or NotDurable when fewer replicas than wanted acknowledged it."""
+    for attempt in range(2):
+        pipe: Any
+        with client.pipeline(transaction=False) as pipe:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.execute_command("PUBLISH", BARRIER_CHANNEL, "")
+            pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
+            try:
+                reply, _, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                client.script_load(script.script)  # first call on this server (or a new one)
+                continue
+        check_acked(int(acked), durability)
+        return reply
+    raise AssertionError("unreachable")
+
+
+def confirm(client: redis.Redis, durability: Durability, what: str = "a write") -> None:
+    """Return once everything the primary wrote so far reached the wanted replicas (a repeat
+    answered from a memo: confirm the first verdict before acknowledging); NotDurable if not."""
+    if not durability.enabled:
+        return
+    pipe: Any
+    with unavailable_as_error(), client.pipeline(transaction=False) as pipe:
+        pipe.execute_command("PUBLISH", BARRIER_CHANNEL, "")
+        pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
+        _, acked = pipe.execute()
+    check_acked(int(acked), durability, what)
+
+
+def check_acked(acked: int, durability: Durability, what: str = "a write") -> None:
+    if acked < durability.replicas:
+        raise NotDurable(acked, durability.replicas, durability.timeout_ms, what)
+
+
+class Unconfirmed:
+    """Acquisitions with a caller's run id whose outcome is unknown (RegistryUnavailable, and
+    so NotDurable): a retry with the same session key and run id is the same call, with the
+    same incarnation, so it finds its own run (or makes it, if a failover lost it) instead of
+    'run_id already used'."""
+
+    def __init__(self, limit: int = MAX_UNCONFIRMED) -> None:
+        self._kept: OrderedDict[tuple[str, str], Acquisition] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def take(self, session_key: str, run_id: str) -> Acquisition | None:
+        with self._lock:
+            return self._kept.pop((session_key, run_id), None)
+
+    @contextlib.contextmanager
+    def kept(self, acquisition: Acquisition) -> Iterator[None]:
+        """Keep ``acquisition`` for a retry if the block raises RegistryUnavailable."""
+        try:
+            yield
+        except RegistryUnavailable:
+            if not acquisition.generated:
+                with self._lock:
+                    self._kept[(acquisition.session_key, acquisition.run_id)] = acquisition
+                    while len(self._kept) > self._limit:
+                        self._kept.popitem(last=False)
+            raise
