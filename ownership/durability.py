@@ -42,8 +42,13 @@ class NotDurable(RegistryUnavailable):
         self.acked = acked
         self.wanted = wanted
         self.timeout_ms = timeout_ms
+        self.what = what
         super().__init__(f"{what} reached {acked} of the {wanted} replicas "
                          f"LEASEGATE_MIN_REPLICAS asks for within {timeout_ms} ms")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a prefork child hands it to its parent pickled (Celery's Reject carries it)
+        return (NotDurable, (self.acked, self.wanted, self.timeout_ms, self.what))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ through a ``redis+sentinel://`` URL; durable writes (WAIT) with LEASEGATE_MIN_RE
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from collections.abc import Iterator
 
@@ -189,3 +190,9 @@ def test_connect_to_sentinels_that_are_away_is_registry_unavailable() -> None:
     with pytest.raises(RegistryUnavailable):
         registry.acquire("agent:x")
     assert issubclass(NotDurable, RegistryUnavailable)
+
+
+def test_not_durable_survives_pickling_as_prefork_workers_send_it() -> None:
+    error = pickle.loads(pickle.dumps(NotDurable(0, 1, 200, "the verdict of callback c")))
+    assert (error.acked, error.wanted, error.timeout_ms) == (0, 1, 200)
+    assert str(error).startswith("the verdict of callback c reached 0 of the 1 replicas")
