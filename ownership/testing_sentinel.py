@@ -174,6 +174,19 @@ class SentinelGroup:
             raise RuntimeError(f"no failover within {timeout} s: {self.sentinels[0].log_tail()}")
         return self.primary_port()
 
+    def rejoin_old_primary(self, new_port: int, timeout: float = 30.0) -> None:
+        """Start the server killed last as a replica of ``new_port`` (empty, it syncs all);
+        returns once the new primary has it as a linked replica again."""
+        old = self.primary if self.primary.port != new_port else self.replica
+        assert old is not None and old.process is None
+        old.extra_args = ("--replicaof", "127.0.0.1", str(new_port))
+        old.start()
+        if self.primary.port != new_port:  # the names follow the roles
+            self.primary, self.replica = self._server(new_port), old
+        if not wait_for(lambda: old.client().info("replication").get("master_link_status")
+                        == "up", timeout):
+            raise RuntimeError(f"the old primary did not rejoin as a replica: {old.log_tail()}")
+
     def _server(self, port: int) -> RedisServer:
         for server in (self.primary, self.replica):
             if server is not None and server.port == port:
