@@ -177,9 +177,31 @@ def drill(min_replicas: int, sessions: int = 20) -> Counts:
         return Drill(group, min_replicas, sessions).run()
 
 
+def wait_cost(calls: int = 500) -> dict[str, float]:
+    """The gate's delivery with LEASEGATE_MIN_REPLICAS=1 against without, one connection,
+    same group (loopback replica): the price of WAIT as a ratio of medians."""
+    with SentinelGroup() as group:
+        medians = {}
+        for replicas in (0, 1):
+            client = Client(connect(group.url), f"wc{uuid.uuid4().hex[:8]}", secret=SECRET,
+                            settings=Settings(min_replicas=replicas))
+            run = client.start_run("agent:cost", "x")
+            envelopes = [run.envelope("image_generate") for _ in range(calls)]
+            took = []
+            for env in envelopes:
+                started = time.perf_counter()
+                client.gate.deliver(env, {"ok": 1})
+                took.append(time.perf_counter() - started)
+            medians[replicas] = sorted(took)[len(took) // 2]
+    return {"deliver_wait_ratio": round(medians[1] / medians[0], 2),
+            "deliver_median_us_plain": round(medians[0] * 1e6),
+            "deliver_median_us_wait": round(medians[1] * 1e6)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--cost", action="store_true", help="also measure what WAIT costs")
     args = parser.parse_args()
     logging.getLogger("leasegate.quarantine").setLevel(logging.ERROR)  # one line per letter
     violations = 0
@@ -188,6 +210,8 @@ def main() -> None:
         print(json.dumps(asdict(counts)), flush=True)
         violations += counts.misdelivered + counts.duplicated + (counts.lost if min_replicas
                                                                   else 0)
+    if args.cost:
+        print(json.dumps(wait_cost()), flush=True)
     print(f"violations={violations}")
     raise SystemExit(1 if violations else 0)
 

@@ -134,6 +134,12 @@ class WorkerConfig:
     def check(self) -> None:
         """Everything a worker refuses to start without."""
         self.secrets()
+        if self.broker_url.startswith("redis+sentinel://"):
+            raise ConfigError(
+                "LEASEGATE_BROKER_URL is a redis+sentinel:// URL (it defaults to "
+                "LEASEGATE_REDIS_URL), which Celery cannot open: set LEASEGATE_BROKER_URL to "
+                "kombu's sentinel://host:port;sentinel://host:port/db and the app's "
+                "broker_transport_options={'master_name': ...} (docs/configuration.md)")
         if self.visibility_timeout <= self.max_deadline:
             raise ConfigError(
                 f"visibility_timeout ({self.visibility_timeout:g} s) must exceed the longest "

@@ -196,3 +196,4 @@ def test_not_durable_survives_pickling_as_prefork_workers_send_it() -> None:
     error = pickle.loads(pickle.dumps(NotDurable(0, 1, 200, "the verdict of callback c")))
     assert (error.acked, error.wanted, error.timeout_ms) == (0, 1, 200)
     assert str(error).startswith("the verdict of callback c reached 0 of the 1 replicas")
+
