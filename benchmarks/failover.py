@@ -20,6 +20,7 @@ included) is retried until it returns (the message is redelivered). Then:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import time
@@ -122,7 +123,8 @@ class Drill:
         for env in self.unacked:
             self.deliver(env, once=False)
         for sk, run_id in pending:
-            run, _ = retried(lambda: self.client.start_run(sk, "window", run_id=run_id))
+            run, _ = retried(functools.partial(self.client.start_run, sk, "window",
+                                               run_id=run_id))
             self.deliver(self.envelope(run), once=False)
         self.restart_lost(started)
         for env in late:  # the lost runs' last callbacks arrive after all

@@ -12,8 +12,8 @@ import pytest
 
 from leasegate.broker import Client, Settings
 from leasegate.ownership.testing import RedisServer
-from leasegate.workers.config import ConfigError, WorkerConfig
 from leasegate.ownership.testing_sentinel import SentinelGroup
+from leasegate.workers.config import ConfigError, WorkerConfig
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 
@@ -79,7 +79,7 @@ def test_a_worker_refuses_a_sentinel_url_as_its_celery_broker() -> None:
                                     "LEASEGATE_INSECURE_DEV": "1",
                                     "LEASEGATE_MIN_REPLICAS": "1"})
     assert (config.min_replicas, config.min_replicas_timeout_ms) == (1, 1000)
-    with pytest.raises(ConfigError, match="LEASEGATE_BROKER_URL.*sentinel://"):
+    with pytest.raises(ConfigError, match=r"LEASEGATE_BROKER_URL.*sentinel://"):
         config.check()
     with pytest.raises(ConfigError, match="LEASEGATE_MIN_REPLICAS_TIMEOUT"):
         WorkerConfig.from_env({"LEASEGATE_MIN_REPLICAS_TIMEOUT": "0"})
