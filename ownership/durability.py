@@ -65,7 +65,7 @@ class Durability:
                              f"got {self.replicas!r}")
         if isinstance(self.timeout_ms, bool) or not isinstance(self.timeout_ms, int) \
                 or not 1 <= self.timeout_ms <= MAX_TIMEOUT_MS:
-            raise ValueError(f"min_replicas_timeout must be an integer from 1 to "
+            raise ValueError(f"min_replicas_timeout_ms must be an integer from 1 to "
                              f"{MAX_TIMEOUT_MS} ms, got {self.timeout_ms!r}")
 
     @property
@@ -75,23 +75,22 @@ class Durability:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Durability:
         """From LEASEGATE_MIN_REPLICAS and LEASEGATE_MIN_REPLICAS_TIMEOUT (ms)."""
-        replicas = _integer(env, "LEASEGATE_MIN_REPLICAS", 0)
-        timeout_ms = _integer(env, "LEASEGATE_MIN_REPLICAS_TIMEOUT", DEFAULT_TIMEOUT_MS)
-        try:
-            return cls(replicas, timeout_ms)
-        except ValueError as exc:  # name the variable, not the field
-            raise ValueError("LEASEGATE_" + str(exc).upper().split(" ", 1)[0] + " "
-                             + str(exc).split(" ", 1)[1]) from None
+        return cls(_integer(env, "LEASEGATE_MIN_REPLICAS", 0, 0, MAX_REPLICAS),
+                   _integer(env, "LEASEGATE_MIN_REPLICAS_TIMEOUT", DEFAULT_TIMEOUT_MS, 1,
+                            MAX_TIMEOUT_MS))
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {raw}")
+    return value
 
 
 def durable_call(client: redis.Redis, durability: Durability, script: Any, keys: list[str],
