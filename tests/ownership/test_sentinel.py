@@ -6,8 +6,10 @@ from __future__ import annotations
 import pickle
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from leasegate.broker import Client, Settings
 from leasegate.ownership import (
@@ -17,6 +19,7 @@ from leasegate.ownership import (
     Registry,
     RegistryUnavailable,
     RunState,
+    Scripts,
     connect,
 )
 from leasegate.ownership.testing_sentinel import SentinelGroup
@@ -197,3 +200,19 @@ def test_not_durable_survives_pickling_as_prefork_workers_send_it() -> None:
     assert (error.acked, error.wanted, error.timeout_ms) == (0, 1, 200)
     assert str(error).startswith("the verdict of callback c reached 0 of the 1 replicas")
 
+
+
+def test_only_scripts_marked_durable_wait(redis_client: redis.Redis, tmp_path: Path) -> None:
+    (tmp_path / "write-1.lua").write_text(
+        "--[[\n  KEYS[1] key\n]]\n-- @durable: confirmed\nreturn redis.call('INCR', KEYS[1])\n")
+    (tmp_path / "read-1.lua").write_text(
+        "--[[\n  KEYS[1] key\n]]\nreturn redis.call('GET', KEYS[1])\n")
+    key = f"t{uuid.uuid4().hex}"
+    scripts = Scripts(redis_client, tmp_path, durability=Durability(1, 50))
+    assert scripts.is_durable("write") and not scripts.is_durable("read")
+    redis_client.script_flush()  # the first durable call loads its script itself
+    with pytest.raises(NotDurable, match="0 of the 1 replicas"):  # this server has none
+        scripts("write", [key], [])
+    assert scripts("read", [key], []) == b"1"  # written on the primary, never waited for
+    plain = Scripts(redis_client, tmp_path)
+    assert plain("write", [key], []) == 2
