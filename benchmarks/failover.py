@@ -94,7 +94,10 @@ class Drill:
         self.acked.setdefault(env.callback_id, (verdict.reason or "", verdict.entry_id))
 
     def run(self) -> Counts:
-        first = [self.client.start_run(sk, "before") for sk in self.sessions]
+        # a loaded machine may miss even a healthy replica's WAIT: retried, as the same call
+        first = [retried(functools.partial(self.client.start_run, sk, "before",
+                                           run_id=f"a{i}"))[0]
+                 for i, sk in enumerate(self.sessions)]
         for run in first:
             self.deliver(self.envelope(run), once=False)
         # the window: the replica hears nothing from here on

@@ -20,9 +20,11 @@ from leasegate.ownership import (
     RegistryUnavailable,
     RunState,
     Scripts,
+    confirm,
     connect,
 )
 from leasegate.ownership.testing_sentinel import SentinelGroup
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -30,14 +32,35 @@ SECRET = b"sentinel-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def group() -> Iterator[SentinelGroup]:
+def started_group() -> Iterator[SentinelGroup]:
     with SentinelGroup() as started:
         yield started
 
 
 @pytest.fixture
+def group(started_group: SentinelGroup) -> SentinelGroup:
+    """The module's group, its replica caught up (a test before may have paused it)."""
+    caught_up(started_group)
+    return started_group
+
+
+@pytest.fixture
 def namespace() -> str:
     return f"s{uuid.uuid4().hex[:10]}"
+
+
+def caught_up(group: SentinelGroup) -> None:
+    """Block until the replica acknowledges everything the primary wrote (after a pause)."""
+    primary = connect(group.url)
+
+    def confirmed() -> bool:
+        try:
+            confirm(primary, Durability(1, 200))  # a barrier write, then WAIT for it
+        except NotDurable:
+            return False
+        return True
+
+    wait_until(confirmed, 30, message="the replica to catch up")
 
 
 def durable_client(url: str, namespace: str, replicas: int = 1) -> Client:
@@ -119,6 +142,7 @@ def test_start_run_returns_only_once_its_lease_is_on_a_replica(group: SentinelGr
             client.start_run("agent:p1", "draw a cat", run_id="r-paused")
     finally:
         group.resume_replica()
+    caught_up(group)
     run = client.start_run("agent:p1", "draw a cat", run_id="r-paused")  # the same call
     assert run.run_id == "r-paused" and run.fence == 1
     assert [e.kind for e in run.inbox.entries()] == ["prompt"]  # one prompt, not two
@@ -141,6 +165,7 @@ def test_a_verdict_not_on_a_replica_is_not_confirmed_and_its_repeat_is(
             client.gate.check(env)
     finally:
         group.resume_replica()
+    caught_up(group)
     admission = client.gate.check(env)  # now the first verdict is on the replica
     assert admission.repeat and admission.reason == "delivered"
     again = client.gate.deliver(env, {"url": "b.png"})
