@@ -19,13 +19,14 @@ from . import holding
 from .acquisition import Acquisition
 from .codes import ErrorCode
 from .connection import as_text, connect, glob_escape, unavailable_as_error
-from .durability import Durability, Unconfirmed
+from .durability import Durability
 from .errors import LeaseHeld, LeaseLost
 from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
 from .lease import OUTCOMES, POLICIES, Lease, RunState, RunStatus
 from .scripts import Scripts
 from .seconds import to_ms
+from .unconfirmed import Unconfirmed
 
 DEFAULT_MAX_TTL = 3600.0
 DEFAULT_MAX_PARK = 86400.0
