@@ -39,9 +39,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick)
 
 # Hundreds of runs against 3 workers killed at random, Redis killed once; last line violations=N.
+# Then the Sentinel failover drill, with and without LEASEGATE_MIN_REPLICAS=1 (benchmarks/failover.py).
 chaos: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos --runs $(CHAOS_RUNS) --seconds $(CHAOS_SECONDS) \
 		--redis-down $(CHAOS_REDIS_DOWN) --self-test
+	$(BIN)/python -m benchmarks.failover --cost
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import redis
 
-from ..ownership import Scripts, as_text, unavailable_as_error
+from ..ownership import Scripts, as_text, confirm, unavailable_as_error
 from .artifacts import ArtifactRef
 from .codes import KINDS, REASONS
 from .envelope import (
@@ -121,14 +121,20 @@ class Gate:
                              refusal=(reason, detail[:1024]))
 
     def check(self, env: Envelope) -> Admission:
-        """Would ``env``'s callback be delivered now? ``repeat``: it already has a verdict."""
+        """Would ``env``'s callback be delivered now? ``repeat``: it already has a verdict,
+        on as many replicas as ``Settings.min_replicas`` asks for (else NotDurable)."""
         sk, run_id = env.session_key, env.run_id
         keys = [self.keys.run(sk, run_id), self.keys.owner(sk),
                 self.keys.callback(sk, run_id, env.callback_id), self.keys.inbox(sk, run_id)]
         with unavailable_as_error():
             reply = self.scripts("check", keys, [env.fence, env.deadline_at_ms, run_id,
                                                  env.incarnation])
-        return Admission(int(reply[0]) == 1, as_text(reply[1]) or None, int(reply[2]) == 1)
+        admission = Admission(int(reply[0]) == 1, as_text(reply[1]) or None,
+                              int(reply[2]) == 1)
+        if admission.repeat:  # a redelivered message is acknowledged on this answer
+            confirm(self.client, self.scripts.durability,
+                    f"the verdict of callback {env.callback_id}")
+        return admission
 
     def open(self, wire: bytes, task_args: Mapping[str, Any] | None = None) -> VerifiedEnvelope:
         """Decode and verify wire bytes (EnvelopeError for anything untrustworthy); with

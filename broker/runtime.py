@@ -93,9 +93,10 @@ class Client:
         self.keys = BrokerKeys(namespace)
         s = self.settings
         self.registry = Registry(redis_client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
-                                 retention=s.retention, companions=RUN_COMPANIONS)
+                                 retention=s.retention, companions=RUN_COMPANIONS,
+                                 durability=s.durability)
         self.scripts = Scripts(redis_client, Path(__file__).parent / "commands",
-                               includes=(LUA_INCLUDES,))
+                               includes=(LUA_INCLUDES,), durability=s.durability)
         self.gate = Gate(redis_client, self.keys, self.scripts, self.secrets, s)
         self.dead_letters = DeadLetters(redis_client, self.keys, self.scripts, s)
         self.fingerprint = secret_fingerprint(self.secrets[0])
@@ -123,9 +124,12 @@ class Client:
                  secret: bytes | str | Sequence[bytes | str],
                  settings: Settings | None = None, broker_url: str | None = None,
                  tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> Client:
-        """``broker_url`` (default: ``url``) is where ``Run.submit`` sends Celery tasks."""
+        """``broker_url`` (default: ``url``) is where ``Run.submit`` sends Celery tasks.
+        ``settings`` None: the defaults, with LEASEGATE_MIN_REPLICAS(_TIMEOUT) from the
+        environment."""
         transport = Transport.for_broker(broker_url or url)
-        return cls(connect(url), namespace, secret=secret, settings=settings,
+        return cls(connect(url), namespace, secret=secret,
+                   settings=settings or Settings.from_env(),
                    celery_app=transport.app, tasks=tasks)
 
     @property
@@ -138,13 +142,18 @@ class Client:
 
     def start_run(self, session_key: str, prompt: Any, ttl: float = 60.0,
                   policy: Policy = "supersede", run_id: str | None = None) -> Run:
-        """Acquire a run's lease and write its prompt as inbox entry 1, atomically."""
+        """Acquire a run's lease and write its prompt as inbox entry 1, atomically.
+
+        With ``Settings.min_replicas`` it returns only once the lease reached that many
+        replicas, else raises NotDurable; called again with the same ``run_id`` it is the same
+        call (the same incarnation): the run it started, confirmed, or a fresh start if a
+        failover lost it."""
         if time.monotonic() >= self._next_fingerprint_check:
             self.check_secret()
         acquisition = self.registry.prepare_acquire(session_key, ttl, policy, run_id)
         body = pack_body("prompt", prompt, self.settings.max_prompt_bytes)
         inbox = acquisition.run_key + RUN_COMPANIONS[0]
-        with unavailable_as_error():
+        with self.registry.unconfirmed.kept(acquisition), unavailable_as_error():
             reply = self.scripts("start-run", [*acquisition.keys, inbox],
                                  [*acquisition.argv, body])
         return Run(self, self.registry.finish_acquire(acquisition, reply))

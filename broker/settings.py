@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..ownership import check_seconds
+from ..ownership import Durability, check_seconds
 
 DAY = 86400.0
 
@@ -21,6 +23,8 @@ class Settings:
     max_ttl: float = 3600.0
     max_park: float = DAY
     max_deadline: float = 7 * DAY          # an owned task's deadline; workers may allow less
+    min_replicas: int = 0                  # replicas an acquire or verdict must reach (WAIT)
+    min_replicas_timeout_ms: int = 1000    # how long WAIT waits for them
 
     def __post_init__(self) -> None:
         for name in ("retention", "dlq_max_age", "max_ttl", "max_park", "max_deadline"):
@@ -29,6 +33,18 @@ class Settings:
                      "max_prompt_bytes"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        Durability(self.min_replicas, self.min_replicas_timeout_ms)  # checks both
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The defaults, with LEASEGATE_MIN_REPLICAS and LEASEGATE_MIN_REPLICAS_TIMEOUT (ms)."""
+        durability = Durability.from_env(os.environ if env is None else env)
+        return cls(min_replicas=durability.replicas,
+                   min_replicas_timeout_ms=durability.timeout_ms)
+
+    @property
+    def durability(self) -> Durability:
+        return Durability(self.min_replicas, self.min_replicas_timeout_ms)
 
     @property
     def memo_ttl_ms(self) -> int:

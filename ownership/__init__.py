@@ -15,6 +15,7 @@ from .connection import (
     unavailable_as_error,
     wait_slice,
 )
+from .durability import Durability, NotDurable, confirm
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
 from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
@@ -40,6 +41,10 @@ __all__ = [
     "LeaseLost",
     "OwnershipError",
     "RegistryUnavailable",
+    "NotDurable",
+    # durable writes (LEASEGATE_MIN_REPLICAS)
+    "Durability",
+    "confirm",
     # keys and names
     "Keys",
     "check_run_id",

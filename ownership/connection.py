@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+import redis.sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .errors import RegistryUnavailable
+from .sentinel import SENTINEL_SCHEME, parse_sentinel_url
 
 MAX_WAIT_SLICE = 5.0   # seconds one server-side blocking call may last, at most
 
@@ -22,12 +24,27 @@ MAX_WAIT_SLICE = 5.0   # seconds one server-side blocking call may last, at most
 def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Redis:
     """A client that gives up within about a second when Redis is away (redis-py 8 would
     retry for seconds, longer than a short lease), and reconnects once it is back.
-    ``options`` go to ``redis.Redis.from_url`` as they are (``client_name``, ...)."""
-    return redis.Redis.from_url(
-        url, socket_timeout=socket_timeout, socket_connect_timeout=2,
+    ``options`` go to ``redis.Redis.from_url`` as they are (``client_name``, ...).
+
+    ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``: the
+    primary the sentinels name for ``service``, asked again after every failover; the
+    password is the primary's (the sentinels' own connections carry only the timeouts)."""
+    policy: dict[str, Any] = dict(
+        socket_timeout=socket_timeout, socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        **options)
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        target = parse_sentinel_url(url)
+        # one try per sentinel: discovery moves on to the next one, and the primary's own
+        # connection retries (and so asks the sentinels again) by the policy above
+        sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2,
+                                               "retry": Retry(NoBackoff(), 0)})
+        client: redis.Redis = sentinel.master_for(
+            target.service, db=target.db, username=target.username, password=target.password,
+            **policy, **options)
+        return client
+    return redis.Redis.from_url(url, **policy, **options)
 
 
 def wait_slice(client: redis.Redis) -> float:

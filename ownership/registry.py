@@ -19,12 +19,14 @@ from . import holding
 from .acquisition import Acquisition
 from .codes import ErrorCode
 from .connection import as_text, connect, glob_escape, unavailable_as_error
+from .durability import Durability
 from .errors import LeaseHeld, LeaseLost
 from .holding import HeldLease
 from .keys import Keys, check_run_id, check_session_key
 from .lease import OUTCOMES, POLICIES, Lease, RunState, RunStatus
 from .scripts import Scripts
 from .seconds import to_ms
+from .unconfirmed import Unconfirmed
 
 DEFAULT_MAX_TTL = 3600.0
 DEFAULT_MAX_PARK = 86400.0
@@ -51,6 +53,7 @@ class Registry:
         max_park: float = DEFAULT_MAX_PARK,
         retention: float = DEFAULT_RETENTION,
         companions: Sequence[str] = (),
+        durability: Durability | None = None,
     ) -> None:
         self.client = client
         self.keys = Keys(namespace)
@@ -58,7 +61,9 @@ class Registry:
         self.max_park = float(max_park)
         self.retention_ms = to_ms("retention", retention)
         self.companions = tuple(companions)
-        self.scripts = Scripts(client, Path(__file__).parent / "commands")
+        self.scripts = Scripts(client, Path(__file__).parent / "commands", durability=durability)
+        # acquisitions that reached the primary but not the replicas: retried as the same call
+        self.unconfirmed = Unconfirmed()
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "lg", **options: Any) -> Registry:
@@ -81,6 +86,10 @@ class Registry:
         """Check an acquire's input and name its KEYS and ARGV (the broker's start-run sends
         them too). ``run_id`` None: a fresh uuid4."""
         check_session_key(session_key)
+        if run_id is not None:
+            retried = self.unconfirmed.take(session_key, run_id)
+            if retried is not None:
+                return retried  # the same call again: its incarnation finds its own record
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
         ttl_ms = to_ms("ttl", ttl, self.max_ttl)
@@ -127,7 +136,7 @@ class Registry:
         ``supersede`` ends a live previous run at once; ``exclusive`` raises ``LeaseHeld``.
         """
         acquisition = self.prepare_acquire(session_key, ttl, policy, run_id)
-        with unavailable_as_error():
+        with self.unconfirmed.kept(acquisition), unavailable_as_error():
             reply = self.scripts("acquire", acquisition.keys, acquisition.argv)
         return self.finish_acquire(acquisition, reply)
 

@@ -5,6 +5,8 @@ A file is named ``<name>-<N>.lua`` where N is the number of KEYS it takes; a hea
 ``KEYS[N+1..n]`` says it takes more (companion keys). Every call is checked against that, so a
 key order mistake fails loudly in Python, not quietly in Lua. A script pulls shared functions
 in with ``-- @include "name"``, found only in the include folders its loader was given.
+A line ``-- @durable`` marks a script whose write must reach the replicas the loader's
+``Durability`` asks for (acquires and verdicts): it is followed by WAIT on its connection.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 
 import redis
 
+from .durability import Durability, durable_call
+
 INCLUDE = re.compile(r'^-- @include "([\w-]+)"\s*$', re.MULTILINE)
 FILE_NAME = re.compile(r"^(?P<name>[a-z][a-z-]*?)-(?P<keys>\d+)$")
 VARIADIC = re.compile(r"KEYS\[(\d+)\.\.n\]")
 NAMED = re.compile(r"KEYS\[(\d+)\](?!\.)")
+DURABLE = re.compile(r"^-- @durable\b", re.MULTILINE)
 
 # The ownership layer's shared Lua (now_ms, effective_state, acquire_run, touch_run): upper
 # layers name it explicitly when their scripts build on it.
@@ -47,12 +52,14 @@ def render(path: Path, include_dirs: tuple[Path, ...]) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """One loaded script: its key count (from the file name) and whether it takes more."""
+    """One loaded script: its key count (from the file name), whether it takes more, and
+    whether its write must be confirmed on replicas (``-- @durable``)."""
 
     name: str
     keys: int
     variadic: bool
     script: Any
+    durable: bool = False
 
     def check(self, keys: list[str]) -> None:
         if len(keys) == self.keys or (self.variadic and len(keys) > self.keys):
@@ -66,11 +73,14 @@ class Scripts:
 
     ``includes``: the folders ``-- @include`` looks in, in order; the folder's own
     ``includes/`` comes first. redis-py's ``Script`` calls EVALSHA and falls back to SCRIPT
-    LOAD on NOSCRIPT, so each script crosses the wire once per server.
+    LOAD on NOSCRIPT, so each script crosses the wire once per server. ``durability``: how
+    many replicas a ``-- @durable`` script's write must reach (default: none, no WAIT).
     """
 
     def __init__(self, client: redis.Redis, folder: Path,
-                 includes: tuple[Path, ...] = ()) -> None:
+                 includes: tuple[Path, ...] = (), durability: Durability | None = None) -> None:
+        self._client = client
+        self.durability = durability or Durability()
         self._commands: dict[str, Command] = {}
         dirs = (folder / "includes", *includes)
         for path in sorted(folder.glob("*.lua")):
@@ -87,10 +97,17 @@ class Scripts:
                                  f"{' and more' if extra else ''}; its name says {count}")
             name = match["name"]
             self._commands[name] = Command(name, count, extra is not None,
-                                           client.register_script(source))
+                                           client.register_script(source),
+                                           DURABLE.search(source) is not None)
 
     def __call__(self, name: str, keys: list[str], args: list[Any],
                  client: Any = None) -> Any:
         command = self._commands[name]
         command.check(keys)
+        if command.durable and self.durability.enabled and client is None:
+            return durable_call(self._client, self.durability, command.script, keys, args)
         return command.script(keys=keys, args=args, client=client)
+
+    def is_durable(self, name: str) -> bool:
+        """Whether ``name``'s write waits for replicas (``-- @durable``)."""
+        return self._commands[name].durable

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore, kombu_url
+from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore, Settings, kombu_url
 
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
 
@@ -55,6 +55,10 @@ class WorkerConfig:
     dlq_sweep_interval: float = 300.0
     collect_interval: float = 3600.0
     collect_grace: float = 3600.0      # an unreferenced artifact younger than this is kept
+    # a verdict is acknowledged to Celery only once on this many replicas (WAIT), see
+    # docs/failure-modes.md; LEASEGATE_MIN_REPLICAS and LEASEGATE_MIN_REPLICAS_TIMEOUT (ms)
+    min_replicas: int = 0
+    min_replicas_timeout_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -63,7 +67,13 @@ class WorkerConfig:
         secret = env.get("LEASEGATE_SECRET")
         insecure = env.get("LEASEGATE_INSECURE_DEV", "") in ("1", "true", "yes")
         max_deadline = _float(env, "LEASEGATE_MAX_DEADLINE", cls.max_deadline)
+        try:
+            durable = Settings.from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
+            min_replicas=durable.min_replicas,
+            min_replicas_timeout_ms=durable.min_replicas_timeout_ms,
             redis_url=redis_url,
             # redis-py's unix:// is kombu's redis+socket://: one socket path serves both
             broker_url=kombu_url(env.get("LEASEGATE_BROKER_URL") or redis_url),
@@ -125,6 +135,12 @@ class WorkerConfig:
     def check(self) -> None:
         """Everything a worker refuses to start without."""
         self.secrets()
+        if self.broker_url.startswith("redis+sentinel://"):
+            raise ConfigError(
+                "LEASEGATE_BROKER_URL is a redis+sentinel:// URL (it defaults to "
+                "LEASEGATE_REDIS_URL), which Celery cannot open: set LEASEGATE_BROKER_URL to "
+                "kombu's sentinel://host:port;sentinel://host:port/db and the app's "
+                "broker_transport_options={'master_name': ...} (docs/configuration.md)")
         if self.visibility_timeout <= self.max_deadline:
             raise ConfigError(
                 f"visibility_timeout ({self.visibility_timeout:g} s) must exceed the longest "

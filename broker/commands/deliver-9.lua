@@ -33,6 +33,7 @@
     repeat=1: this callback id was seen before; the first verdict is returned, nothing written
               (ARGV[18] is counted only with the first verdict, so a retry never counts twice)
 ]]
+-- @durable: with LEASEGATE_MIN_REPLICAS, confirmed by WAIT before its reply counts
 -- @include "now"
 -- @include "runState"
 -- @include "admission"

@@ -15,6 +15,7 @@
 
   Output: {0, reason, dead-letter id, 0, repeat 1|0, detail}
 ]]
+-- @durable: with LEASEGATE_MIN_REPLICAS, confirmed by WAIT before its reply counts
 -- @include "now"
 -- @include "deadLetter"
 

@@ -23,6 +23,7 @@
     outcome 'not_due'  its deadline plus grace has not passed on server time: nothing written
     outcome 'gone'     no such member (another reaper took it): nothing written
 ]]
+-- @durable: with LEASEGATE_MIN_REPLICAS, confirmed by WAIT before its reply counts
 -- @include "now"
 -- @include "runState"
 -- @include "deadLetter"

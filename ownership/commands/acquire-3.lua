@@ -19,6 +19,7 @@
     {-1, holder_run_id, holder_expires_at_ms, holder_state}    ERR_LEASE_HELD (exclusive only)
     {-3, incarnation of the existing record or ''}             ERR_RUN_EXISTS (run id taken)
 ]]
+-- @durable: with LEASEGATE_MIN_REPLICAS, confirmed by WAIT before its reply counts
 -- @include "now"
 -- @include "runState"
 -- @include "acquireRun"

@@ -32,7 +32,10 @@ class WorkerRuntime:
         # the worker's own app sends what runtimes running here (cron ticks) submit; they are
         # told this deployment's longest deadline up front, as the workers refuse longer ones
         self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app,
-                             settings=Settings(max_deadline=config.max_deadline))
+                             settings=Settings(max_deadline=config.max_deadline,
+                                               min_replicas=config.min_replicas,
+                                               min_replicas_timeout_ms=config
+                                               .min_replicas_timeout_ms))
         self.gate = self.client.gate
         self.store = config.artifact_store()
         self.watch = OwnerWatch(self, config.check_interval)
