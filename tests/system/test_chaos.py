@@ -75,3 +75,23 @@ def test_a_no_verdict_is_excused_for_a_message_no_worker_received_sent_before_a_
     assert lost_in_transport(record, "a" * 32)
     record.taken_ever = {"a" * 32}  # a worker received it: the transport did not lose it
     assert not lost_in_transport(record, "a" * 32)
+
+
+def test_a_receipt_inside_the_loss_window_exempts_its_callback() -> None:
+    from benchmarks.chaos import CallbackRecord, Record, exempt_after_loss, received_times
+    from benchmarks.chaos_faults import Loss
+
+    log = ("[2026-11-29 19:07:11,914: INFO/MainProcess] Task leasegate.image_generate"
+           f"[{'a' * 32}] received\n")
+    at = received_times([log])[("a" * 32)][0]
+    record = Record()
+    record.callbacks["a" * 32] = CallbackRecord("a" * 32, "cron:x", "r", 1, 0, "submitted",
+                                               began_ms=at - 9000, ended_ms=at - 8990)
+    record.loss = Loss(mark_ms=at - 100, killed_ms=at + 100, restarted_ms=at + 2000,
+                       cut_bytes=1, mark_survived=True)
+    assert exempt_after_loss(record) == set()  # submitted long before the window
+    record.received_ms = received_times([log])
+    assert exempt_after_loss(record) == {"a" * 32}  # but taken off the queue inside it
+    record.loss = Loss(mark_ms=at + 50, killed_ms=at + 100, restarted_ms=at + 2000,
+                       cut_bytes=1, mark_survived=True)
+    assert exempt_after_loss(record) == set()  # taken before the window: the take survived
