@@ -10,11 +10,13 @@ from .errors import BodyLimit, install_error_handlers
 from .routers import ROUTERS
 from .settings import GatewaySettings
 from .state import Gateway
+from .streaming import StreamSettings
 
 
 def create_app(settings: GatewaySettings | None = None, client: Client | None = None) -> FastAPI:
     settings = settings or GatewaySettings.from_env()
     gw = Gateway.from_settings(settings, client)
+    StreamSettings.from_env()  # a bad LEASEGATE_SSE_* refuses the start, not each stream
     app = FastAPI(title="leasegate", version="0.1.0", openapi_url="/openapi.json",
                   docs_url="/docs", redoc_url=None,
                   description="Runs own their results: the runtime API and the dead-letter "

@@ -35,10 +35,21 @@ class StreamSettings:
 
     @classmethod
     def from_env(cls) -> StreamSettings:
-        env = os.environ
-        return cls(float(env.get("LEASEGATE_SSE_POLL") or cls.poll),
-                   float(env.get("LEASEGATE_SSE_HEARTBEAT") or cls.heartbeat),
-                   int(env.get("LEASEGATE_SSE_MAX_STREAMS") or cls.max_streams))
+        return cls(_number("LEASEGATE_SSE_POLL", cls.poll, float),
+                   _number("LEASEGATE_SSE_HEARTBEAT", cls.heartbeat, float),
+                   int(_number("LEASEGATE_SSE_MAX_STREAMS", cls.max_streams, int)))
+
+
+def _number(name: str, default: float, kind: type[float] | type[int]) -> float:
+    raw = os.environ.get(name) or ""
+    try:
+        value = kind(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") \
+            from None
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {raw}")
+    return value
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:

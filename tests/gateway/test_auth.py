@@ -122,3 +122,13 @@ def test_the_leasegate_script_still_runs_the_workers_commands() -> None:
                            "raise SystemExit(main())", "--help"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_serve_refuses_a_bad_stream_setting_naming_it(tmp_path: Path,
+                                                      gateway_redis: RedisServer) -> None:
+    server = GatewayProcess(gateway_redis.url, "badsse", tmp_path,
+                            LEASEGATE_SSE_HEARTBEAT="soon")
+    done = subprocess.run(server.args, env=server.env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert "LEASEGATE_SSE_HEARTBEAT='soon' is not a number" in done.stderr
