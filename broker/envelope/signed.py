@@ -220,6 +220,9 @@ class Envelope:
             unsigned = cls(VERSION_ED25519, *ids, bytes(64), ED25519,
                            key_id(secret.public_key()))
             return dataclasses.replace(unsigned, sig=secret.sign(unsigned.signed_bytes()))
+        if not isinstance(secret, bytes | bytearray | str):  # a str: the length rule says no
+            raise TypeError(f"an envelope is signed with a private key or a secret, not a "
+                            f"{type(secret).__name__}")
         key = cls.verify_secret_length(secret)
         unsigned = cls(VERSION, *ids, bytes(32))
         return dataclasses.replace(unsigned, sig=unsigned._sign(key))
