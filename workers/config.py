@@ -43,10 +43,10 @@ class WorkerConfig:
     previous_secrets: tuple[bytes, ...] = ()   # still accepted while a rotation is under way
     insecure_dev: bool = False
     # Ed25519 (docs/configuration.md "Asymmetric envelopes"): PEM file paths and key ids
-    signing_key_path: str | None = None        # LEASEGATE_SIGNING_KEY: runtimes, the gateway
-    verify_key_paths: tuple[str, ...] = ()     # LEASEGATE_VERIFY_KEYS: comma-separated
-    revoked_keys: tuple[str, ...] = ()         # LEASEGATE_REVOKED_KEYS: key ids, refused
-    may_sign: bool = False                     # LEASEGATE_WORKER_MAY_SIGN: a worker-runtime
+    signing_key: str | None = None      # path of the private key: runtimes, the gateway
+    verify_keys: tuple[str, ...] = ()   # paths of public keys (comma-separated in the env)
+    revoked_keys: tuple[str, ...] = ()  # key ids refused even with their public key here
+    worker_may_sign: bool = False       # a worker that is also a runtime may hold signing_key
     namespace: str = "lg"
     artifact_dir: str = "./leasegate-artifacts"
     generator: str = "procedural"
@@ -93,10 +93,10 @@ class WorkerConfig:
                                    env.get("LEASEGATE_PREVIOUS_SECRETS", "").split(",")
                                    if old.strip()),
             insecure_dev=insecure,
-            signing_key_path=env.get("LEASEGATE_SIGNING_KEY") or None,
-            verify_key_paths=_list(env, "LEASEGATE_VERIFY_KEYS"),
+            signing_key=env.get("LEASEGATE_SIGNING_KEY") or None,
+            verify_keys=_list(env, "LEASEGATE_VERIFY_KEYS"),
             revoked_keys=_list(env, "LEASEGATE_REVOKED_KEYS"),
-            may_sign=env.get("LEASEGATE_WORKER_MAY_SIGN", "") in ("1", "true", "yes"),
+            worker_may_sign=env.get("LEASEGATE_WORKER_MAY_SIGN", "") in ("1", "true", "yes"),
             namespace=env.get("LEASEGATE_NAMESPACE") or cls.namespace,
             artifact_dir=env.get("LEASEGATE_ARTIFACT_DIR") or cls.artifact_dir,
             generator=env.get("LEASEGATE_GENERATOR") or cls.generator,
@@ -153,8 +153,7 @@ class WorkerConfig:
         PEM files read and checked, the secrets only when set (or nothing else is); else the
         refusal a worker must print instead of starting."""
         try:
-            signing, verify = key_files(self.signing_key_path, self.verify_key_paths,
-                                        self.revoked_keys)
+            signing, verify = key_files(self.signing_key, self.verify_keys, self.revoked_keys)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         use_secret = bool(self.secret) or not (signing or verify)
@@ -165,7 +164,7 @@ class WorkerConfig:
         """A worker verifies; holding a private key would let a compromised worker host mint
         envelopes, so it refuses one unless it is also a runtime (cron jobs)."""
         self.client_keys()
-        if self.signing_key_path and not self.may_sign:
+        if self.signing_key and not self.worker_may_sign:
             raise ConfigError(
                 "LEASEGATE_SIGNING_KEY is set, but a worker needs only LEASEGATE_VERIFY_KEYS "
                 "(public keys): a worker holding the private key could forge envelopes. Unset "
