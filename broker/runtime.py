@@ -128,7 +128,9 @@ class Client:
         if refusing:
             log.warning("leasegate: this runtime signs with secret fingerprint %s, but "
                         "worker(s) %s accept only %s: their callbacks will be quarantined as "
-                        "bad_signature. Give both the same LEASEGATE_SECRET.", self.fingerprint,
+                        "bad_signature or unknown_key. Give the workers this key's public "
+                        "key (LEASEGATE_VERIFY_KEYS) or the same LEASEGATE_SECRET.",
+                        self.fingerprint,
                         ", ".join(sorted(refusing)),
                         ", ".join(sorted({fp for fps in refusing.values() for fp in fps})))
         return refusing
