@@ -13,6 +13,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..fingerprints import secret_fingerprint
+
 KEY_ID_HEX = 16
 _KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_HEX}}}")
 
@@ -112,15 +114,11 @@ class Keyring:
     def fingerprints(self) -> list[str]:
         """Every key this keyring accepts, by name: key ids, then HMAC secret fingerprints
         (what workers record in Redis so a runtime can tell it signs with a key they refuse)."""
-        from ..fingerprints import secret_fingerprint
-
         return [kid for kid in self.verify_keys if kid not in self.revoked] + \
             [secret_fingerprint(s) for s in self.secrets]
 
     def signer_fingerprint(self) -> str:
         """The name of the key this keyring signs with: the key id, else the secret's."""
-        from ..fingerprints import secret_fingerprint
-
         if self.signing_key is not None:
             return key_id(self.signing_key.public_key())
         if not self.secrets:
