@@ -82,12 +82,9 @@ Pem = bytes | str
 
 class Client:
     """A runtime's handle on one namespace: starts runs, and holds the gate, the registry and
-    the dead letters. ``redis_client`` is the redis-py client it talks through.
-
-    Keys: ``signing_key`` (an Ed25519 private key's PEM) signs version 3 envelopes, else the
-    first ``secret`` signs version 2 (HMAC). The gate accepts ``verify_keys`` (public keys' PEM),
-    the signing key's own public key, and every ``secret``; key ids in ``revoked_keys`` never.
-    """
+    the dead letters. ``redis_client`` is the redis-py client it talks through. ``signing_key``
+    (Ed25519 PEM) signs version 3 envelopes, else ``secret`` signs version 2 (HMAC); the gate
+    accepts ``verify_keys``, the signing key's and every secret, never ``revoked_keys``."""
 
     def __init__(self, redis_client: redis.Redis, namespace: str = "lg", *,
                  secret: Secret | None = None, signing_key: Pem | None = None,
@@ -130,8 +127,7 @@ class Client:
                         "worker(s) %s accept only %s: their callbacks will be quarantined as "
                         "bad_signature or unknown_key. Give the workers this key's public "
                         "key (LEASEGATE_VERIFY_KEYS) or the same LEASEGATE_SECRET.",
-                        self.fingerprint,
-                        ", ".join(sorted(refusing)),
+                        self.fingerprint, ", ".join(sorted(refusing)),
                         ", ".join(sorted({fp for fps in refusing.values() for fp in fps})))
         return refusing
 
