@@ -7,10 +7,11 @@ from __future__ import annotations
 from ..ownership import ErrorCode
 
 # Why the gate quarantined a callback. The first five come from an envelope that was read and
-# verified (its run was gone or late); malformed and bad_signature from bytes that never became
-# one; deadline_too_long from a worker that refused a verified envelope's deadline.
+# verified (its run was gone or late); malformed, bad_signature, unknown_key and revoked_key
+# from bytes that never became one; deadline_too_long from a worker that refused a verified
+# envelope's deadline.
 REASONS = ("lease_expired", "run_released", "superseded", "unknown_run", "deadline_passed",
-           "malformed", "bad_signature",
+           "malformed", "bad_signature", "unknown_key", "revoked_key",
            "deadline_too_long",
            "no_verdict")  # the reaper's: still pending past its deadline plus a grace
 

@@ -20,7 +20,9 @@ from .envelope import (
     BadSignature,
     Envelope,
     EnvelopeError,
+    Keyring,
     VerifiedEnvelope,
+    as_keyring,
     digest_args,
 )
 from .keys import BrokerKeys
@@ -69,11 +71,12 @@ def log_quarantine(verdict: Verdict, fields: dict[str, Any]) -> None:
 
 class Gate:
     def __init__(self, client: redis.Redis, keys: BrokerKeys, scripts: Scripts,
-                 secrets: Sequence[bytes], settings: Settings) -> None:
+                 secrets: Sequence[bytes] | Keyring, settings: Settings) -> None:
         self.client = client
         self.keys = keys
         self.scripts = scripts
-        self.secrets = list(secrets)
+        self.keyring = as_keyring(secrets)  # HMAC secrets, or Ed25519 verify keys, or both
+        self.secrets = self.keyring.secrets
         self.settings = settings
 
     def deliver(
@@ -98,7 +101,7 @@ class Gate:
         try:
             # an Envelope object is checked like bytes (its signature may be forged too),
             # unless it is the VerifiedEnvelope an earlier open() or verify() returned
-            env = (envelope.verify(self.secrets) if isinstance(envelope, Envelope)
+            env = (envelope.verify(self.keyring) if isinstance(envelope, Envelope)
                    else self.open(envelope))
         except EnvelopeError as exc:
             wire = envelope.encode() if isinstance(envelope, Envelope) else envelope
@@ -114,7 +117,7 @@ class Gate:
         body = pack_body("result", {"error": reason, "detail": detail[:1024]},
                          self.settings.max_result_bytes)
         try:
-            env = envelope.verify(self.secrets)
+            env = envelope.verify(self.keyring)
         except EnvelopeError as exc:
             return self.quarantine_raw(envelope.encode(), exc)
         return self._deliver(env, "error", body, pack_body("artifacts", [], 16),
@@ -139,7 +142,7 @@ class Gate:
     def open(self, wire: bytes, task_args: Mapping[str, Any] | None = None) -> VerifiedEnvelope:
         """Decode and verify wire bytes (EnvelopeError for anything untrustworthy); with
         ``task_args``, also prove they are the arguments the run signed for."""
-        env = Envelope.decode(wire, self.secrets, max_bytes=self.settings.max_envelope_bytes)
+        env = Envelope.decode(wire, self.keyring, max_bytes=self.settings.max_envelope_bytes)
         if task_args is not None and env.args_digest != digest_args(task_args):
             raise BadSignature("task arguments do not match the envelope's digest", wire, env)
         return env

@@ -34,8 +34,8 @@ from ..ownership import (
     unavailable_as_error,
 )
 from .deadletters import DeadLetters
-from .envelope import Envelope, check_secrets, utf8_secrets
-from .fingerprints import recent, record, secret_fingerprint, workers_refusing
+from .envelope import Envelope, Keyring, check_secrets, utf8_secrets
+from .fingerprints import recent, record, workers_refusing
 from .gate import Gate
 from .inbox import Inbox
 from .keys import RUN_COMPANIONS, BrokerKeys
@@ -76,12 +76,19 @@ def check_callback_id(value: object) -> str:
         raise type(exc)(str(exc).replace("run_id", "callback_id", 1)) from None
 
 
+Secret = bytes | str | Sequence[bytes | str]
+Pem = bytes | str
+
+
 class Client:
     """A runtime's handle on one namespace: starts runs, and holds the gate, the registry and
-    the dead letters. ``redis_client`` is the redis-py client it talks through."""
+    the dead letters. ``redis_client`` is the redis-py client it talks through. ``signing_key``
+    (Ed25519 PEM) signs version 3 envelopes, else ``secret`` signs version 2 (HMAC); the gate
+    accepts ``verify_keys``, the signing key's and every secret, never ``revoked_keys``."""
 
     def __init__(self, redis_client: redis.Redis, namespace: str = "lg", *,
-                 secret: bytes | str | Sequence[bytes | str],
+                 secret: Secret | None = None, signing_key: Pem | None = None,
+                 verify_keys: Sequence[Pem] = (), revoked_keys: Sequence[str] = (),
                  settings: Settings | None = None,
                  celery_app: Any = None,
                  tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> None:
@@ -89,7 +96,8 @@ class Client:
         self.transport = Transport(celery_app)  # only for Run.submit and cancelling
         self.tasks = routes(tasks)  # tool -> Route (task name, default queue)
         self.settings = settings or Settings()
-        self.secrets = check_secrets(utf8_secrets(secret))
+        self.secrets = [] if secret is None else check_secrets(utf8_secrets(secret))
+        self.keyring = Keyring(self.secrets, signing_key, verify_keys, revoked_keys)
         self.keys = BrokerKeys(namespace)
         s = self.settings
         self.registry = Registry(redis_client, namespace, max_ttl=s.max_ttl, max_park=s.max_park,
@@ -97,9 +105,10 @@ class Client:
                                  durability=s.durability)
         self.scripts = Scripts(redis_client, Path(__file__).parent / "commands",
                                includes=(LUA_INCLUDES,), durability=s.durability)
-        self.gate = Gate(redis_client, self.keys, self.scripts, self.secrets, s)
+        self.gate = Gate(redis_client, self.keys, self.scripts, self.keyring, s)
         self.dead_letters = DeadLetters(redis_client, self.keys, self.scripts, s)
-        self.fingerprint = secret_fingerprint(self.secrets[0])
+        # what it signs with, by name (None: it verifies only)
+        self.fingerprint = self.keyring.signer_fingerprint() if self.keyring.can_sign else None
         self._next_fingerprint_check = 0.0
 
     def check_secret(self) -> dict[str, list[str]]:
@@ -108,27 +117,32 @@ class Client:
         this runtime signs as bad_signature, also logged as a WARNING. Run at the first
         ``start_run`` and every FINGERPRINT_EVERY seconds after."""
         self._next_fingerprint_check = time.monotonic() + FINGERPRINT_EVERY
+        if self.fingerprint is None:
+            return {}
         record(self.redis, self.keys, "runtime", f"{socket.gethostname()}:{os.getpid()}",
                [self.fingerprint])
         refusing = workers_refusing(self.fingerprint, recent(self.redis, self.keys, "worker"))
         if refusing:
             log.warning("leasegate: this runtime signs with secret fingerprint %s, but "
                         "worker(s) %s accept only %s: their callbacks will be quarantined as "
-                        "bad_signature. Give both the same LEASEGATE_SECRET.", self.fingerprint,
-                        ", ".join(sorted(refusing)),
+                        "bad_signature or unknown_key. Give the workers this key's public "
+                        "key (LEASEGATE_VERIFY_KEYS) or the same LEASEGATE_SECRET.",
+                        self.fingerprint, ", ".join(sorted(refusing)),
                         ", ".join(sorted({fp for fps in refusing.values() for fp in fps})))
         return refusing
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "lg", *,
-                 secret: bytes | str | Sequence[bytes | str],
+                 secret: Secret | None = None, signing_key: Pem | None = None,
+                 verify_keys: Sequence[Pem] = (), revoked_keys: Sequence[str] = (),
                  settings: Settings | None = None, broker_url: str | None = None,
                  tasks: Mapping[str, tuple[str, str] | Route] | None = None) -> Client:
         """``broker_url`` (default: ``url``) is where ``Run.submit`` sends Celery tasks.
         ``settings`` None: the defaults, with LEASEGATE_MIN_REPLICAS(_TIMEOUT) from the
         environment."""
         transport = Transport.for_broker(broker_url or url)
-        return cls(connect(url), namespace, secret=secret,
+        return cls(connect(url), namespace, secret=secret, signing_key=signing_key,
+                   verify_keys=verify_keys, revoked_keys=revoked_keys,
                    settings=settings or Settings.from_env(),
                    celery_app=transport.app, tasks=tasks)
 
@@ -202,8 +216,13 @@ class Run:
 
     def _sign(self, tool: str, task_args: Mapping[str, Any] | None, deadline: float,
               callback_id: str, task_id: str | None, now: int) -> Envelope:
+        keyring = self.client.keyring
+        key = keyring.signing_key or (keyring.secrets[0] if keyring.secrets else None)
+        if key is None:
+            raise RuntimeError("this client holds verify keys only: give it a signing_key "
+                               "(or a secret) to sign envelopes")
         return Envelope.create(
-            self.client.secrets[0], callback_id=callback_id, session_key=self.session_key,
+            key, callback_id=callback_id, session_key=self.session_key,
             run_id=self.run_id, fence=self.fence, incarnation=self.lease.incarnation, tool=tool,
             task_args=dict(task_args or {}),
             submitted_at_ms=now, deadline_at_ms=now + round(deadline * 1000),

@@ -25,7 +25,7 @@ class Gateway:
         config = settings.worker
         tokens = settings.token_book()
         client = client or Client.from_url(config.redis_url, config.namespace,
-                                           secret=config.secrets(),
+                                           **config.client_keys(),
                                            broker_url=config.broker_url)
         return cls(settings, tokens, client, config.artifact_store(), settings.cookie_key())
 

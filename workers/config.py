@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore, Settings, kombu_url
+from .keyfiles import key_files
 
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
 
@@ -29,6 +31,10 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(one.strip() for one in env.get(name, "").split(",") if one.strip())
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -36,6 +42,11 @@ class WorkerConfig:
     secret: bytes | None = None
     previous_secrets: tuple[bytes, ...] = ()   # still accepted while a rotation is under way
     insecure_dev: bool = False
+    # Ed25519 (docs/configuration.md "Asymmetric envelopes"): PEM file paths and key ids
+    signing_key: str | None = None      # path of the private key: runtimes, the gateway
+    verify_keys: tuple[str, ...] = ()   # paths of public keys (comma-separated in the env)
+    revoked_keys: tuple[str, ...] = ()  # key ids refused even with their public key here
+    worker_may_sign: bool = False       # a worker that is also a runtime may hold signing_key
     namespace: str = "lg"
     artifact_dir: str = "./leasegate-artifacts"
     generator: str = "procedural"
@@ -82,6 +93,10 @@ class WorkerConfig:
                                    env.get("LEASEGATE_PREVIOUS_SECRETS", "").split(",")
                                    if old.strip()),
             insecure_dev=insecure,
+            signing_key=env.get("LEASEGATE_SIGNING_KEY") or None,
+            verify_keys=_list(env, "LEASEGATE_VERIFY_KEYS"),
+            revoked_keys=_list(env, "LEASEGATE_REVOKED_KEYS"),
+            worker_may_sign=env.get("LEASEGATE_WORKER_MAY_SIGN", "") in ("1", "true", "yes"),
             namespace=env.get("LEASEGATE_NAMESPACE") or cls.namespace,
             artifact_dir=env.get("LEASEGATE_ARTIFACT_DIR") or cls.artifact_dir,
             generator=env.get("LEASEGATE_GENERATOR") or cls.generator,
@@ -128,13 +143,36 @@ class WorkerConfig:
             return [INSECURE_DEV_SECRET]
         raise ConfigError(
             "LEASEGATE_SECRET is not set: without it anyone who can write to the queue could "
-            "forge callbacks. Set LEASEGATE_SECRET (16+ bytes, the same for runtimes and "
-            "workers), or LEASEGATE_INSECURE_DEV=1 for a development machine only."
+            "forge callbacks. Set LEASEGATE_VERIFY_KEYS (workers) and LEASEGATE_SIGNING_KEY "
+            "(runtimes), see `leasegate keygen`; or LEASEGATE_SECRET (16+ bytes, the same for "
+            "runtimes and workers); or LEASEGATE_INSECURE_DEV=1 for a development machine only."
         )
+
+    def client_keys(self) -> dict[str, Any]:
+        """The keys a broker ``Client`` takes (``Client(..., **config.client_keys())``): the
+        PEM files read and checked, the secrets only when set (or nothing else is); else the
+        refusal a worker must print instead of starting."""
+        try:
+            signing, verify = key_files(self.signing_key, self.verify_keys, self.revoked_keys)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        use_secret = bool(self.secret) or not (signing or verify)
+        return {"secret": self.secrets() if use_secret else None, "signing_key": signing,
+                "verify_keys": verify, "revoked_keys": list(self.revoked_keys)}
+
+    def check_worker_keys(self) -> None:
+        """A worker verifies; holding a private key would let a compromised worker host mint
+        envelopes, so it refuses one unless it is also a runtime (cron jobs)."""
+        self.client_keys()
+        if self.signing_key and not self.worker_may_sign:
+            raise ConfigError(
+                "LEASEGATE_SIGNING_KEY is set, but a worker needs only LEASEGATE_VERIFY_KEYS "
+                "(public keys): a worker holding the private key could forge envelopes. Unset "
+                "it, or set LEASEGATE_WORKER_MAY_SIGN=1 if this worker is also a runtime.")
 
     def check(self) -> None:
         """Everything a worker refuses to start without."""
-        self.secrets()
+        self.check_worker_keys()
         if self.broker_url.startswith("redis+sentinel://"):
             raise ConfigError(
                 "LEASEGATE_BROKER_URL is a redis+sentinel:// URL (it defaults to "

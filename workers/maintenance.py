@@ -47,7 +47,7 @@ class Maintenance:
     def __init__(self, config: WorkerConfig, client: Client | None = None) -> None:
         self.config = config
         self.client = client or Client(connect_redis(config.redis_url), config.namespace,
-                                       secret=config.secrets())  # submits nothing: no Celery
+                                       **config.client_keys())  # submits nothing: no Celery
         self.reaper = Reaper.for_client(self.client)
         self.store = config.artifact_store()
         self.lock_ttl = max(MIN_LOCK_TTL, 4 * config.maintenance_interval)

@@ -16,7 +16,6 @@ from ..broker import (
     recent_fingerprints,
     record_fingerprints,
     runtimes_refused,
-    secret_fingerprint,
     wire_from_header,
 )
 from ..ownership import RegistryUnavailable
@@ -53,10 +52,10 @@ def record_secret(sender: Any = None, **_: Any) -> None:
     from ..broker import Client
     from ..ownership import connect
 
-    broker = Client(connect(config.redis_url), config.namespace, secret=config.secrets())
+    broker = Client(connect(config.redis_url), config.namespace, **config.client_keys())
     client, keys = broker.redis, broker.keys
     name = str(getattr(sender, "hostname", None) or socket.gethostname())
-    accepted = [secret_fingerprint(secret) for secret in config.secrets()]
+    accepted = broker.keyring.fingerprints()  # Ed25519 key ids, then HMAC secrets
 
     def refresh() -> None:
         record_fingerprints(client, keys, "worker", name, accepted)

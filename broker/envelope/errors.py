@@ -31,7 +31,7 @@ class EnvelopeError(ValueError):
 
 
 class MalformedEnvelope(EnvelopeError):
-    """Not a well-formed version 1 envelope. ``field`` names the culprit when there is one."""
+    """Not a well-formed envelope. ``field`` names the culprit when there is one."""
 
     reason: ClassVar[str] = "malformed"
 
@@ -42,7 +42,7 @@ class MalformedEnvelope(EnvelopeError):
 
 
 class BadSignature(EnvelopeError):
-    """Every field is valid but no configured secret produces its signature.
+    """Every field is valid but no configured key produces its signature.
 
     ``claimed`` holds the decoded fields: well formed but unverified, for forensics only.
     """
@@ -53,6 +53,20 @@ class BadSignature(EnvelopeError):
                  raw_cap: int = RAW_CAP) -> None:
         super().__init__(message, raw, raw_cap=raw_cap)
         self.claimed = claimed.to_dict()
+
+
+class UnknownKey(BadSignature):
+    """Signed with a key this process does not hold: an Ed25519 key id it has no verify key
+    for, or a version 2 (HMAC) envelope where no secret is configured."""
+
+    reason: ClassVar[str] = "unknown_key"
+
+
+class RevokedKey(BadSignature):
+    """Signed with a key id listed in LEASEGATE_REVOKED_KEYS: refused even if its public key
+    is still configured."""
+
+    reason: ClassVar[str] = "revoked_key"
 
 
 class InvalidField(ValueError):

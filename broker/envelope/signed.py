@@ -2,7 +2,8 @@
 
 A run hands one envelope to every background task it submits; the worker hands it back to the
 gate with the result. The gate trusts nothing in it until ``Envelope.decode`` has checked every
-field and the HMAC-SHA256 signature made with the deployment secret.
+field and the signature: Ed25519 by a runtime's private key (version 3), or HMAC-SHA256 with
+the deployment secret (version 2, for deployments not yet migrated).
 
 Wire format, version 2: a msgpack map with these keys and nothing else.
 
@@ -18,6 +19,11 @@ Wire format, version 2: a msgpack map with these keys and nothing else.
     at     int    submitted at, Redis server time in ms
     dl     int    deadline, Redis server time in ms, >= ``at``
     sig    bin    32 bytes, HMAC-SHA256 over every other field (see ``Envelope.signed_bytes``)
+
+Version 3 has the same keys and two more, both signed; its ``sig`` is 64 bytes:
+
+    alg    str    "ed25519"
+    kid    str    key id of the signer's public key: 16 hex (see ``keyring.key_id``)
 
 Unknown keys are rejected: the signature does not cover them, so they would be
 unauthenticated data; a new field means a new version. Version 1 (without ``inc``) is refused
@@ -35,12 +41,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgpack  # type: ignore[import-untyped]
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ...ownership import check_run_id, check_session_key
 from .args import digest_args
-from .errors import RAW_CAP, BadSignature, InvalidField, MalformedEnvelope
+from .errors import RAW_CAP, InvalidField
+from .keyring import Keyring, check_key_id, key_id
 
-VERSION = 2
+VERSION = 2  # HMAC-SHA256 with a shared secret
+VERSION_ED25519 = 3
+VERSIONS = (VERSION, VERSION_ED25519)
+ED25519 = "ed25519"
 MIN_SECRET_BYTES = 16
 MAX_WIRE_BYTES = 4096
 MAX_TOOL_BYTES = 64
@@ -61,13 +72,21 @@ WIRE_KEYS: dict[str, str] = {
     "deadline_at_ms": "dl",
     "sig": "sig",
 }
-_FIELDS_BY_WIRE_KEY = {wire: name for name, wire in WIRE_KEYS.items()}
+# Version 3: the same, then the algorithm and key id, both covered by the signature.
+WIRE_KEYS_V3: dict[str, str] = {**{k: w for k, w in WIRE_KEYS.items() if k != "sig"},
+                                "alg": "alg", "kid": "kid", "sig": "sig"}
+_FIELD_NAMES = tuple(WIRE_KEYS_V3)  # the dataclass's fields, in order
 # Domain separation: these bytes can never be mistaken for another signed message of ours.
 _SIGNING_TAG = "leasegate.envelope"
 _TOOL = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TOOL_BYTES}}}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 INCARNATION_HEX = 32
 _INCARNATION = re.compile(rf"[0-9a-f]{{{INCARNATION_HEX}}}")
+
+
+def as_keyring(keys: bytes | Sequence[bytes] | Keyring) -> Keyring:
+    """``keys`` as a Keyring: a secret or a list of them is HMAC only (version 2)."""
+    return keys if isinstance(keys, Keyring) else Keyring(secrets=check_secrets(keys))
 
 
 def check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
@@ -108,11 +127,13 @@ class Envelope:
     submitted_at_ms: int
     deadline_at_ms: int
     sig: bytes
+    alg: str = ""  # version 3 only
+    kid: str = ""  # version 3 only
 
     _TYPES: ClassVar[dict[str, type]] = {
         "v": int, "callback_id": str, "session_key": str, "run_id": str, "fence": int,
         "incarnation": str, "tool": str, "args_digest": str, "task_id": str, "submitted_at_ms": int,
-        "deadline_at_ms": int, "sig": bytes,
+        "deadline_at_ms": int, "sig": bytes, "alg": str, "kid": str,
     }
 
     def __post_init__(self) -> None:
@@ -122,8 +143,9 @@ class Envelope:
             if type(value) is not expected:
                 raise InvalidField(name, f"{name} must be {expected.__name__}, "
                                      f"not {type(value).__name__}")
-        if self.v != VERSION:
-            raise InvalidField("v", f"unknown envelope version {self.v}; this code reads {VERSION}")
+        if self.v not in VERSIONS:
+            raise InvalidField("v", f"unknown envelope version {self.v}; this code reads "
+                                    f"{VERSION} and {VERSION_ED25519}")
         _check_id("callback_id", check_run_id, self.callback_id)
         _check_id("session_key", check_session_key, self.session_key)
         _check_id("run_id", check_run_id, self.run_id)
@@ -142,11 +164,31 @@ class Envelope:
                 raise InvalidField(name, f"{name} must be in [{low}, 2**63-1], not {value}")
         if self.deadline_at_ms < self.submitted_at_ms:
             raise InvalidField("deadline_at_ms", "deadline_at_ms is before submitted_at_ms")
-        if len(self.sig) != hashlib.sha256().digest_size:
-            raise InvalidField("sig", f"sig must be 32 bytes, not {len(self.sig)}")
+        self._check_signer()
+
+    def _check_signer(self) -> None:
+        if self.v == VERSION:
+            if self.alg or self.kid:
+                raise InvalidField("alg" if self.alg else "kid", "a version 2 envelope has no "
+                                   "alg or kid")
+        else:
+            if self.alg != ED25519:
+                raise InvalidField("alg", f"alg must be {ED25519!r}, not {self.alg[:40]!r}")
+            try:
+                check_key_id("kid", self.kid)
+            except ValueError as exc:
+                raise InvalidField("kid", str(exc)) from None
+        size = hashlib.sha256().digest_size if self.v == VERSION else 64
+        if len(self.sig) != size:
+            raise InvalidField("sig", f"sig must be {size} bytes, not {len(self.sig)}")
+
+    @property
+    def wire_keys(self) -> dict[str, str]:
+        """Field name -> wire key for this envelope's version."""
+        return WIRE_KEYS if self.v == VERSION else WIRE_KEYS_V3
 
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in WIRE_KEYS)
+        return tuple(getattr(self, name) for name in _FIELD_NAMES)
 
     def __eq__(self, other: object) -> bool:
         # verified or not, the same fields are the same envelope
@@ -163,18 +205,26 @@ class Envelope:
         return bytes(secret)
 
     @classmethod
-    def create(cls, secret: bytes, *, callback_id: str, session_key: str, run_id: str,
-               fence: int, incarnation: str, tool: str, task_args: Mapping[str, Any],
+    def create(cls, secret: bytes | Ed25519PrivateKey, *, callback_id: str, session_key: str,
+               run_id: str, fence: int, incarnation: str, tool: str, task_args: Mapping[str, Any],
                submitted_at_ms: int, deadline_at_ms: int,
                task_id: str | None = None) -> Envelope:
-        """Build and sign an envelope. Times are Redis server time in ms, never the local clock.
+        """Build and sign an envelope: version 3 with an Ed25519 private key, version 2 with an
+        HMAC secret. Times are Redis server time in ms, never the local clock.
 
         Raises ValueError/TypeError naming the field when one is invalid.
         """
+        ids = (callback_id, session_key, run_id, fence, incarnation, tool, digest_args(task_args),
+               callback_id if task_id is None else task_id, submitted_at_ms, deadline_at_ms)
+        if isinstance(secret, Ed25519PrivateKey):
+            unsigned = cls(VERSION_ED25519, *ids, bytes(64), ED25519,
+                           key_id(secret.public_key()))
+            return dataclasses.replace(unsigned, sig=secret.sign(unsigned.signed_bytes()))
+        if not isinstance(secret, bytes | bytearray | str):  # a str: the length rule says no
+            raise TypeError(f"an envelope is signed with a private key or a secret, not a "
+                            f"{type(secret).__name__}")
         key = cls.verify_secret_length(secret)
-        unsigned = cls(VERSION, callback_id, session_key, run_id, fence, incarnation, tool,
-                       digest_args(task_args), callback_id if task_id is None else task_id,
-                       submitted_at_ms, deadline_at_ms, bytes(32))
+        unsigned = cls(VERSION, *ids, bytes(32))
         return dataclasses.replace(unsigned, sig=unsigned._sign(key))
 
     def signed_bytes(self) -> bytes:
@@ -183,7 +233,7 @@ class Envelope:
         Built from the field values, never from the wire, so a re-encoding by another msgpack
         library cannot break the signature.
         """
-        values = [getattr(self, name) for name in WIRE_KEYS if name != "sig"]
+        values = [getattr(self, name) for name in self.wire_keys if name != "sig"]
         return bytes(msgpack.packb([_SIGNING_TAG, *values], use_bin_type=True))
 
     def _sign(self, secret: bytes) -> bytes:
@@ -191,79 +241,46 @@ class Envelope:
 
     def encode(self) -> bytes:
         """The wire form: a msgpack map with the short keys listed in the module docstring."""
-        wire = {WIRE_KEYS[name]: getattr(self, name) for name in WIRE_KEYS}
+        wire = {key: getattr(self, name) for name, key in self.wire_keys.items()}
         return bytes(msgpack.packb(wire, use_bin_type=True))
 
     @classmethod
-    def decode(cls, wire: bytes | bytearray | memoryview, secret: bytes | Sequence[bytes], *,
+    def decode(cls, wire: bytes | bytearray | memoryview,
+               secret: bytes | Sequence[bytes] | Keyring, *,
                max_bytes: int = MAX_WIRE_BYTES, raw_cap: int = RAW_CAP) -> VerifiedEnvelope:
-        """Parse, check and verify ``wire``. ``secret`` may list several: current first, then
-        the previous ones still accepted during a key rotation.
+        """Parse, check and verify ``wire``. ``secret``: an HMAC secret, several (current
+        first, then those still accepted during a rotation), or a ``Keyring`` with Ed25519
+        verify keys.
 
-        Raises ``MalformedEnvelope`` or ``BadSignature`` (both ``EnvelopeError``) for any bad
-        input, and nothing else; ValueError only for a bad ``secret``, which is a deployment
-        mistake, not the input's.
+        Raises ``MalformedEnvelope`` or ``BadSignature`` (with its ``UnknownKey`` and
+        ``RevokedKey``; all ``EnvelopeError``) for any bad input, and nothing else;
+        ValueError only for bad keys, which is a deployment mistake, not the input's.
         """
-        secrets = check_secrets(secret)
+        from .wire import parse
 
-        bytes_like = isinstance(wire, bytes | bytearray | memoryview)
-        raw = bytes(wire) if bytes_like else b""
+        keyring = as_keyring(secret)
+        raw = bytes(wire) if isinstance(wire, bytes | bytearray | memoryview) else b""
+        envelope = parse(cls, wire, max_bytes=max_bytes, raw_cap=raw_cap)
+        return envelope._verified(keyring, raw, raw_cap)
 
-        def malformed(message: str, field: str | None = None) -> MalformedEnvelope:
-            return MalformedEnvelope(message, raw, field=field, raw_cap=raw_cap)
-
-        if not bytes_like:
-            raise malformed(f"envelope must be bytes, not {type(wire).__name__}")
-        if len(raw) > max_bytes:
-            raise malformed(f"envelope is {len(raw)} bytes; the limit is {max_bytes} bytes")
-        try:
-            data = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True,
-                                   max_str_len=max_bytes, max_bin_len=max_bytes,
-                                   max_array_len=max_bytes, max_map_len=max_bytes,
-                                   max_ext_len=max_bytes)
-        # msgpack raises many exception types (ValueError, StackError, UnicodeDecodeError, ...).
-        except Exception as exc:
-            raise malformed(f"envelope is not msgpack: {exc}") from exc
-        if not isinstance(data, dict):
-            raise malformed(f"envelope must be a msgpack map, not {type(data).__name__}")
-        # Version first: a future version may have other keys and must get this error.
-        version = data.get("v")
-        if type(version) is not int or version != VERSION:
-            raise malformed(f"unknown envelope version {version!r:.40}; this code reads {VERSION}",
-                            "v")
-        unknown = sorted(repr(key)[:40] for key in data if key not in _FIELDS_BY_WIRE_KEY)
-        if unknown:
-            raise malformed(f"unknown keys in a version {VERSION} envelope: "
-                            f"{', '.join(unknown)}")
-        for name, key in WIRE_KEYS.items():
-            if key not in data:
-                raise malformed(f"missing field {name} (key {key!r})", name)
-        try:
-            envelope = cls(**{_FIELDS_BY_WIRE_KEY[key]: value for key, value in data.items()})
-        except InvalidField as exc:
-            raise malformed(str(exc), exc.field) from exc
-        return envelope._verified(secrets, raw, raw_cap)
-
-    def verify(self, secret: bytes | Sequence[bytes]) -> VerifiedEnvelope:
+    def verify(self, secret: bytes | Sequence[bytes] | Keyring) -> VerifiedEnvelope:
         """This envelope, proven signed by one of ``secret``; ``BadSignature`` if not."""
         if isinstance(self, VerifiedEnvelope):
             return self
-        return self._verified(check_secrets(secret), None, RAW_CAP)
+        return self._verified(as_keyring(secret), None, RAW_CAP)
 
-    def _verified(self, secrets: list[bytes], raw: bytes | None,
+    def _verified(self, keyring: Keyring, raw: bytes | None,
                   raw_cap: int) -> VerifiedEnvelope:
-        signed = self.signed_bytes()
-        for one in secrets:
-            expected = hmac.new(one, signed, hashlib.sha256).digest()
-            if hmac.compare_digest(expected, self.sig):
-                return VerifiedEnvelope._of(self)
-        raise BadSignature("envelope signature matches no configured secret",
-                           self.encode() if raw is None else raw, self, raw_cap=raw_cap)
+        from .verify import verified
+
+        return verified(self, keyring, raw, raw_cap)
 
     def to_dict(self) -> dict[str, object]:
         """The fields by name, ``sig`` as hex: for logs and provenance records."""
         fields = dataclasses.asdict(self)
         fields["sig"] = self.sig.hex()
+        if self.v == VERSION:  # version 2 has no alg or kid
+            del fields["alg"], fields["kid"]
         return fields
 
 
@@ -278,7 +295,7 @@ class VerifiedEnvelope(Envelope):
     @classmethod
     def _of(cls, envelope: Envelope) -> VerifiedEnvelope:
         verified: VerifiedEnvelope = object.__new__(cls)
-        for name in WIRE_KEYS:
+        for name in _FIELD_NAMES:
             object.__setattr__(verified, name, getattr(envelope, name))
         return verified
 

@@ -245,9 +245,29 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--keep", action="store_true",
                       help="keep Redis up afterwards (until Ctrl-C) and print the command "
                            "that lists its dead letters")
+    keygen_cmd = commands.add_parser("keygen", help="write an Ed25519 key pair: signing.pem "
+                                                    "(runtimes, 0600) and verify.pem (workers)")
+    keygen_cmd.add_argument("--out", required=True, type=Path,
+                            help="the directory the two files go to (created if missing)")
     args = parser.parse_args(argv)
+    if args.command == "keygen":
+        return keygen(args.out)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     return run_demo(args.out, args.keep)
+
+
+def keygen(out: Path) -> int:
+    """``leasegate keygen --out DIR``: exit 0 with the paths and key id, 2 naming the problem."""
+    from ..keyfiles import write_keypair
+
+    try:
+        signing, verify, kid = write_keypair(out)
+    except OSError as exc:
+        print(f"leasegate keygen: --out {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"key id {kid}\n{signing}  (private: LEASEGATE_SIGNING_KEY of runtimes and the "
+          f"gateway)\n{verify}  (public: LEASEGATE_VERIFY_KEYS of workers)")
+    return 0
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -143,6 +143,8 @@ def _broker(report: Report, ctx: click.Context) -> None:
 
 def _secrets(report: Report, ctx: click.Context, client: Any) -> None:
     from ...broker import (
+        key_id,
+        load_signing_key,
         recent_fingerprints,
         runtimes_refused,
         secret_fingerprint,
@@ -156,11 +158,16 @@ def _secrets(report: Report, ctx: click.Context, client: Any) -> None:
     workers = recent_fingerprints(client, keys, "worker", WORKERS_LIVE)
     runtimes = recent_fingerprints(client, keys, "runtime", RUNTIMES_RECENT)
     try:
-        mine = [secret_fingerprint(s) for s in config.secrets()]
+        held = config.client_keys()  # the name of what this process signs with, first
+        signing = held["signing_key"]
+        mine = ([key_id(load_signing_key(signing).public_key())] if signing else
+                [secret_fingerprint(s) for s in held["secret"] or ()])
     except ConfigError:
         mine = []
         report.line("warn", "secret", "this process has no LEASEGATE_SECRET: it cannot be "
                     "compared (the dlq and runs commands need none)")
+    if not mine and config.verify_keys:
+        report.line("ok", "secret", "this process holds verify keys only: it signs nothing")
     if mine:
         refusing = workers_refusing(mine[0], workers)
         report.line("FAIL" if refusing else "ok", "secret", f"this process: {mine[0]}" + (

@@ -31,7 +31,7 @@ class WorkerRuntime:
         client = connect(config.redis_url)
         # the worker's own app sends what runtimes running here (cron ticks) submit; they are
         # told this deployment's longest deadline up front, as the workers refuse longer ones
-        self.client = Client(client, config.namespace, secret=config.secrets(), celery_app=app,
+        self.client = Client(client, config.namespace, **config.client_keys(), celery_app=app,
                              settings=Settings(max_deadline=config.max_deadline,
                                                min_replicas=config.min_replicas,
                                                min_replicas_timeout_ms=config
