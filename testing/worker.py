@@ -30,7 +30,10 @@ def configure(app: Any, deployment: Deployment) -> Any:
         namespace=deployment.namespace, artifact_dir=str(deployment.artifact_dir),
         check_interval=min(base.check_interval, 0.2), cron_file=None, metrics_port=None)
     app.close()  # a broker connection pool of an earlier configuration is not reused
-    app._leasegate_runtime = None  # nor a worker runtime of an earlier test's namespace
+    earlier = getattr(app, "_leasegate_runtime", None)
+    if earlier is not None:  # nor a worker runtime of an earlier test's namespace
+        earlier[1].client.redis.close()
+        app._leasegate_runtime = None
     return install(app, config)
 
 
@@ -55,8 +58,8 @@ def running_worker(app: Any, deployment: Deployment, client: Client,
     configure(app, deployment)
     for tool, route in owned_routes(app).items():
         client.tasks.setdefault(tool, route)
-    if queues is not None:
-        options["queues"] = list(queues)
+    # named every time: Celery keeps an earlier worker's selection on the app
+    options["queues"] = list(app.amqp.queues if queues is None else queues)
     options.setdefault("loglevel", "WARNING")
     worker = None
     try:

@@ -137,3 +137,17 @@ def test_a_stopped_worker_gives_back_its_queue_claims(leasegate_redis: str,
             assert claims.get(claim) == namespace.encode()
         assert claims.get(claim) is None
     claims.close()
+
+
+def test_a_worker_serves_every_queue_of_its_app_unless_told(
+        leasegate_client: Client, leasegate_deployment: Deployment, leasegate_worker: Any,
+        leasegate_verdicts: Verdicts) -> None:
+    with running_worker(verdict_app.app, leasegate_deployment, leasegate_client,
+                        [verdict_app.QUEUE]):
+        pass  # an earlier worker that served one queue: Celery keeps its selection
+    leasegate_worker(verdict_app.app)
+    run = leasegate_client.start_run("chat:queues", "p", ttl=600)
+    image = run.submit("image_generate", prompt="a fox", size="256x256")  # the media queue
+    echo = run.submit("echo", size=5)  # the verdicts queue
+    assert leasegate_verdicts.assert_delivered(image).artifacts
+    assert leasegate_verdicts.assert_delivered(echo).payload == {"size": 5}
