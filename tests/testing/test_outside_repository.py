@@ -38,3 +38,18 @@ def test_docs_testing_shows_the_example_files_as_they_are() -> None:
         assert f"```python\n{(EXAMPLES / name).read_text()}```" in doc, (
             f"docs/testing.md no longer shows docs/examples/{name} as it is: copy it again")
     assert "(docs/testing.md)" in (ROOT / "README.md").read_text()
+
+
+def test_the_plugin_is_inert_until_a_fixture_is_asked_for(tmp_path: Path) -> None:
+    """An entry point every pytest session loads: fixtures only, no hook, and -p no:leasegate
+    turns it off."""
+    from leasegate.testing import plugin
+
+    assert not [name for name in vars(plugin) if name.startswith("pytest_")]
+    (tmp_path / "test_plain.py").write_text("def test_nothing_of_leasegate():\n    pass\n")
+    for args, seen in (((), True), (("-p", "no:leasegate"), False)):
+        out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                              "--fixtures", *args], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert ("leasegate_worker" in out.stdout) is seen, out.stdout
