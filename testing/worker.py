@@ -1,5 +1,5 @@
 """A real Celery worker for the user's own app, in a thread of the test process
-(``celery.contrib.testing.worker.start_worker``, as pytest-celery's in-process worker does):
+(``celery.contrib.testing.worker.start_worker``, as ``celery.contrib.pytest``'s fixture does):
 the app is ``install()``-ed on the test's Redis, namespace and secret first."""
 
 from __future__ import annotations
