@@ -52,8 +52,8 @@ lint: $(STAMP)
 # link tree with the installed names (leasegate/ownership -> ownership/, ...).
 typecheck: $(STAMP)
 	mkdir -p .typecheck/leasegate
-	for pkg in ownership broker workers gateway; do ln -sfn ../../$$pkg .typecheck/leasegate/$$pkg; done
-	MYPYPATH=.typecheck $(BIN)/mypy -p leasegate.ownership -p leasegate.broker -p leasegate.workers -p leasegate.gateway
+	for pkg in ownership broker workers gateway testing; do ln -sfn ../../$$pkg .typecheck/leasegate/$$pkg; done
+	MYPYPATH=.typecheck $(BIN)/mypy -p leasegate.ownership -p leasegate.broker -p leasegate.workers -p leasegate.gateway -p leasegate.testing
 
 # The import contract in pyproject.toml: workers -> broker -> ownership, no Celery below
 # broker's transport module.

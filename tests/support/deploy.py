@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs"
-PACKAGE_DIRS = ("ownership", "broker", "workers", "gateway")
+PACKAGE_DIRS = ("ownership", "broker", "workers", "gateway", "testing")
 APP = "leasegate.workers"
 DOC_PAGES = ("concepts.md", "guarantees.md", "configuration.md", "operating.md", "scaling.md",
              "failure-modes.md")

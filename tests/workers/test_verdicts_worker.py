@@ -1,9 +1,11 @@
 """Issue 11, the worker's side of a verdict: every owned task's callback ends in exactly one
 place, whatever its result, its error, its message or its deadline.
 
-End to end with a real ``celery worker`` running ``tests.support.verdict_app`` (owned tasks
-that return too much, return a datetime, raise a huge error, or break the artifact store),
-plus unit-level checks where no worker is needed (revocation during a Redis blip, limits).
+End to end with a real worker running ``tests.support.verdict_app`` (owned tasks that return
+too much, return a datetime, raise a huge error, or break the artifact store): a ``celery
+worker`` process, or for path 1 the in-process worker of leasegate's pytest plugin
+(``leasegate_worker``); plus unit-level checks where no worker is needed (revocation during
+a Redis blip, limits).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from leasegate.workers.installation import install
 from leasegate.workers.signals import quarantine_revoked
 from leasegate.workers.tasks import OwnedTask, WorkerRuntime
 from leasegate.workers.tasks.verdicts import CUT_MARKER, MAX_ERROR_TEXT, capped, storable
+from tests.support import verdict_app
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 from tests.support.verdict_app import QUEUE, TASKS
@@ -61,6 +64,13 @@ def client(server: RedisServer, ns: str) -> Client:
     return Client.from_url(server.url, ns, secret=SECRET.encode(), tasks=TASKS)
 
 
+@pytest.fixture
+def embedded(leasegate_client: Client, leasegate_worker: Any) -> Client:
+    """leasegate's pytest plugin: verdict_app's worker in this process, the test's namespace."""
+    leasegate_worker(verdict_app.app, queues=[QUEUE])
+    return leasegate_client
+
+
 def job() -> str:
     return f"verdicts:{uuid.uuid4().hex[:6]}"
 
@@ -78,25 +88,22 @@ def one_error(run: Run, cb: str) -> dict[str, Any]:
 # -- path 1: results that cannot be stored ------------------------------------------------
 
 
-def test_too_large_result_is_an_error_naming_size_and_limit(worker: WorkerProcess,
-                                                            client: Client) -> None:
-    run = client.start_run(job(), prompt="big", ttl=60)
+def test_too_large_result_is_an_error_naming_size_and_limit(embedded: Client) -> None:
+    run = embedded.start_run(job(), prompt="big", ttl=60)
     cb = run.submit("too_large", size=LIMIT + 1000)
     payload = one_error(run, cb)
     assert payload["error"] == "result_too_large" and payload["limit"] == LIMIT
     assert payload["size"] > LIMIT and set(payload) == {"error", "size", "limit"}
 
 
-def test_unencodable_result_is_an_error_naming_the_type(worker: WorkerProcess,
-                                                        client: Client) -> None:
-    run = client.start_run(job(), prompt="when", ttl=60)
+def test_unencodable_result_is_an_error_naming_the_type(embedded: Client) -> None:
+    run = embedded.start_run(job(), prompt="when", ttl=60)
     cb = run.submit("unencodable")
     assert one_error(run, cb) == {"error": "result_unencodable", "type": "datetime"}
 
 
-def test_huge_error_message_is_capped_with_a_marker(worker: WorkerProcess,
-                                                    client: Client) -> None:
-    run = client.start_run(job(), prompt="loud", ttl=60)
+def test_huge_error_message_is_capped_with_a_marker(embedded: Client) -> None:
+    run = embedded.start_run(job(), prompt="loud", ttl=60)
     cb = run.submit("huge_error", size=LIMIT * 2)
     payload = one_error(run, cb)
     assert payload["error"] == "RuntimeError"
@@ -104,13 +111,13 @@ def test_huge_error_message_is_capped_with_a_marker(worker: WorkerProcess,
         n=LIMIT * 2 - MAX_ERROR_TEXT)
 
 
-def test_failure_outside_the_work_gets_one_internal_verdict(worker: WorkerProcess,
-                                                            client: Client) -> None:
-    run = client.start_run(job(), prompt="store", ttl=60)
+def test_failure_outside_the_work_gets_one_internal_verdict(embedded: Client) -> None:
+    run = embedded.start_run(job(), prompt="store", ttl=60)
     cb = run.submit("bad_file")
     payload = one_error(run, cb)
     assert payload["error"] == "internal" and payload["type"] == "TypeError", payload
-    assert client.redis.hget(client.keys.callback(run.session_key, run.run_id, cb), "d") == b"1"
+    memo = embedded.keys.callback(run.session_key, run.run_id, cb)
+    assert embedded.redis.hget(memo, "d") == b"1"
 
 
 def test_storable_and_capped_without_a_worker() -> None:
