@@ -1,0 +1,78 @@
+"""A RabbitMQ vhost of its own for a test run: created with ``rabbitmqctl`` on the machine's
+RabbitMQ (127.0.0.1:5672, guest/guest), deleted at the end with every queue in it.
+
+``LEASEGATE_TEST_RABBITMQ`` overrides the server part of the URL (``amqp://user:pw@host:port``);
+``rabbitmqctl`` must reach that node (it runs as root, or as the rabbitmq user).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+SERVER = os.environ.get("LEASEGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+    if done.returncode:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
+    return done.stdout
+
+
+def require_rabbitmq() -> None:
+    """Skip (naming what is missing) where no RabbitMQ is at hand."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("RabbitMQ tests need rabbitmqctl (apt-get install rabbitmq-server)")
+    host, _, port = SERVER.rsplit("@", 1)[-1].partition(":")
+    try:
+        socket.create_connection((host, int(port or 5672)), timeout=5).close()
+    except OSError as exc:
+        pytest.skip(f"no RabbitMQ at {host}:{port} ({exc})")
+
+
+class RabbitVhost:
+    """``with RabbitVhost() as vhost: vhost.url`` -> ``amqp://.../<fresh vhost>``."""
+
+    def __init__(self, prefix: str = "lgtest") -> None:
+        self.name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.user = SERVER.split("://", 1)[1].split(":", 1)[0]
+        self.url = f"{SERVER}/{self.name}"
+
+    def __enter__(self) -> RabbitVhost:
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, self.user, ".*", ".*", ".*")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        rabbitmqctl("delete_vhost", self.name)
+
+    def queues(self) -> dict[str, dict[str, str]]:
+        """Each queue of the vhost -> its type, ready and unacknowledged message counts."""
+        out = rabbitmqctl("list_queues", "-p", self.name, "--no-table-headers", "name", "type",
+                          "messages_ready", "messages_unacknowledged")
+        rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+        return {r[0]: {"type": r[1], "ready": r[2], "unacked": r[3]} for r in rows}
+
+    def publish_raw(self, queue: str, body: bytes, **properties: Any) -> None:
+        """Publish ``body`` as it is (no serializer, only the given AMQP properties) to
+        ``queue`` through the default exchange, the way a stray producer would."""
+        import amqp
+
+        host = SERVER.rsplit("@", 1)[-1]
+        user, password = SERVER.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)
+        with amqp.Connection(host=host, userid=user, password=password,
+                             virtual_host=self.name) as conn:
+            channel = conn.channel()
+            channel.basic_publish(amqp.Message(body, **properties), exchange="",
+                                  routing_key=queue)
+            channel.close()
