@@ -134,6 +134,7 @@ class Record:
         self.lost_with_worker: set[str] = set()
         self.taken_ever: set[str] = set()  # task ids any worker received or discarded
         self.kills_ms: list[int] = []      # server time of each worker or Redis SIGKILL
+        self.amqp = False  # RabbitMQ is the broker: no pop-then-record loss to excuse
 
     def count(self, event: str, n: int = 1) -> None:
         with self.lock:
@@ -446,7 +447,10 @@ def check(client: Client, record: Record) -> Findings:
 
 def lost_in_transport(record: Record, cb: str) -> bool:
     """A message no worker ever received, sent before a SIGKILL: kombu's Redis transport pops
-    it (BRPOP) before it records it as unacknowledged, so a kill in between loses it."""
+    it (BRPOP) before it records it as unacknowledged, so a kill in between loses it.
+    RabbitMQ keeps a delivered message until it is acknowledged: nothing is excused there."""
+    if record.amqp:
+        return False
     began = record.callbacks[cb].began_ms if cb in record.callbacks else None
     return (cb not in record.taken_ever and began is not None
             and any(began <= kill for kill in record.kills_ms))
@@ -604,19 +608,25 @@ def verdicts_missing(client: Client, record: Record) -> list[str]:
 
 def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
           fault_interval: float, redis_down: float, workdir: Path,
-          self_testing: bool = False) -> tuple[Findings, Record, dict[str, Any]]:
+          self_testing: bool = False,
+          broker: str | None = None) -> tuple[Findings, Record, dict[str, Any]]:
     rng = random.Random(seed)
     started = time.monotonic()
     record = Record()
     namespace = f"chaos{uuid.uuid4().hex[:6]}"
-    info: dict[str, Any] = {"namespace": namespace, "seed": seed}
+    broker_env = {"LEASEGATE_BROKER_URL": broker} if broker else {}
+    if broker and broker.startswith(("amqp", "pyamqp")):  # poison is published to RabbitMQ
+        record.amqp, record.poison.amqp_url = True, broker
+    info: dict[str, Any] = {"namespace": namespace, "seed": seed,
+                            "broker": "rabbitmq" if record.amqp else "redis"}
     with RedisServer(aof=True) as server:
         workers = [Worker("benchmarks.apps:chaos", server.url, namespace, workdir,
                           name=f"chaos{i}", queues="media", concurrency=1, loglevel="INFO",
-                          **WORKER_ENV) for i in range(WORKERS)]
+                          **WORKER_ENV, **broker_env) for i in range(WORKERS)]
         LIVE_WORKERS[:] = workers
         LIVE_SERVERS[:] = [server]
-        client = Client.from_url(server.url, namespace, secret=SECRET.encode(), tasks=TOOLS)
+        client = Client.from_url(server.url, namespace, secret=SECRET.encode(), tasks=TOOLS,
+                                 broker_url=broker)
         try:
             for w in workers:
                 w.start()
@@ -755,7 +765,7 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         f"start_reply_lost={ev['start_reply_lost']}",
         f"time: startup {info.get('startup_s')} s, runs until {info.get('runs_phase_s')} s, "
         f"settled at {info.get('settled_s')} s, total {info.get('seconds')} s "
-        f"(seed {info['seed']})" + (f"; self-test: {info['self_test']}"
+        f"(seed {info['seed']}, broker {info['broker']})" + (f"; self-test: {info['self_test']}"
                                      if "self_test" in info else ""),
         f"worker logs: {json.dumps(info.get('worker_logs', {}), sort_keys=True)}",
         *fault_lines(findings, record, info),
@@ -824,6 +834,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-test", action="store_true",
                         help="afterwards, plant six kinds of violation and confirm the check "
                              "reports each")
+    parser.add_argument("--broker", default=None,
+                        help="the Celery broker (LEASEGATE_BROKER_URL), e.g. amqp://guest:"
+                             "guest@127.0.0.1:5672/chaos, a vhost of its own whose queues "
+                             "start empty; default: the drill's Redis")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("--keep-logs", type=Path, default=None,
                         help="copy the worker logs here (they are kept anyway on a violation)")
@@ -836,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="leasegate-chaos-") as workdir:
         findings, record, info = drill(args.runs, args.seconds, seed, args.actors, args.jobs,
                                        args.fault_interval, args.redis_down, Path(workdir),
-                                       args.self_test)
+                                       args.self_test, args.broker)
         if findings.violations or args.keep_logs:  # keep the worker logs to be read
             keep = args.keep_logs or Path(tempfile.mkdtemp(prefix="leasegate-chaos-logs-"))
             keep.mkdir(parents=True, exist_ok=True)

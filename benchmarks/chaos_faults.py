@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -69,14 +69,29 @@ class Loss:
         return ended_ms >= self.mark_ms - 1 and began_ms <= self.restarted_ms
 
 
+def publish_raw(broker_url: str, raw: bytes) -> None:
+    """Poison on RabbitMQ: ``raw`` as the body of a message with no properties, published
+    straight to the queue (the default exchange), the way a stray producer would."""
+    from kombu.connection import Connection
+
+    with Connection(broker_url) as conn:  # type: ignore[no-untyped-call]
+        channel: Any = conn.channel()  # py-amqp's own channel: publishes bytes as they are
+        channel.basic_publish(channel.prepare_message(raw), exchange="", routing_key=QUEUE)
+        channel.close()
+
+
 @dataclass
 class PoisonLog:
     pushed: Counter[bytes] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    amqp_url: str | None = None  # the broker is RabbitMQ: publish there, not LPUSH to Redis
 
     def push(self, r: redis.Redis, index: int) -> None:
         raw = POISON[index % len(POISON)] if index < len(POISON) else POISON[0]
-        r.lpush(QUEUE, raw)
+        if self.amqp_url:
+            publish_raw(self.amqp_url, raw)
+        else:
+            r.lpush(QUEUE, raw)
         with self.lock:
             self.pushed[raw] += 1
 

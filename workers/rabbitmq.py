@@ -55,6 +55,8 @@ def configure(conf: Any) -> None:
     conf.worker_detect_quorum_queues = True
     options = dict(conf.broker_transport_options or {})
     options.pop("visibility_timeout", None)  # Redis' redelivery clock; RabbitMQ has none
+    # a retry is only handed over once RabbitMQ has it (a quorum queue: on a majority)
+    options.setdefault("confirm_publish", True)
     conf.broker_transport_options = options
 
 
