@@ -52,7 +52,7 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
         queues.append(Queue(config.media_queue))  # type: ignore[no-untyped-call]
     conf.task_queues = queues
     if is_amqp(url):  # quorum queues, per-consumer prefetch, no Redis-only options
-        configure_rabbitmq(conf)
+        configure_rabbitmq(conf, config.redis_url)
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}
     routes.setdefault(TASK_NAME, {"queue": config.media_queue})
     conf.task_routes = routes

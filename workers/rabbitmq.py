@@ -47,8 +47,10 @@ def quorum_queue(queue: Queue) -> Queue:
     return queue
 
 
-def configure(conf: Any) -> None:
+def configure(conf: Any, redis_url: str) -> None:
     """Make every queue of a Celery app's conf a quorum queue, declared or created on use."""
+    if not conf.get("redbeat_redis_url"):
+        conf.redbeat_redis_url = redis_url  # redbeat would take the amqp:// URL for a Redis
     conf.task_queues = [quorum_queue(q) for q in conf.task_queues or []]
     conf.update(QUEUE_SETTINGS)
     # quorum queues have no global QoS: Celery sets prefetch per consumer when it sees them
