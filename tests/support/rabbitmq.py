@@ -56,23 +56,35 @@ class RabbitVhost:
                  tb: TracebackType | None) -> None:
         rabbitmqctl("delete_vhost", self.name)
 
-    def queues(self) -> dict[str, dict[str, str]]:
-        """Each queue of the vhost -> its type, ready and unacknowledged message counts."""
-        out = rabbitmqctl("list_queues", "-p", self.name, "--no-table-headers", "name", "type",
-                          "messages_ready", "messages_unacknowledged")
-        rows = [line.split("\t") for line in out.splitlines() if line.strip()]
-        return {r[0]: {"type": r[1], "ready": r[2], "unacked": r[3]} for r in rows}
+    def queue_types(self) -> dict[str, str]:
+        """Each queue of the vhost -> its type (``quorum``, ``classic``)."""
+        out = rabbitmqctl("list_queues", "-p", self.name, "--no-table-headers", "name", "type")
+        return dict(line.split("\t")[:2] for line in out.splitlines() if line.strip())
+
+    def ready(self, queue: str) -> int:
+        """Messages ready in ``queue`` now (a passive declare: rabbitmqctl's counts are
+        statistics, seconds old). With no consumer left, unacknowledged ones count too."""
+        with self._connection() as conn:
+            channel = conn.channel()
+            _, ready, _ = channel.queue_declare(queue, passive=True)
+            channel.close()
+        return int(ready)
 
     def publish_raw(self, queue: str, body: bytes, **properties: Any) -> None:
         """Publish ``body`` as it is (no serializer, only the given AMQP properties) to
         ``queue`` through the default exchange, the way a stray producer would."""
         import amqp
 
-        host = SERVER.rsplit("@", 1)[-1]
-        user, password = SERVER.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)
-        with amqp.Connection(host=host, userid=user, password=password,
-                             virtual_host=self.name) as conn:
+        with self._connection() as conn:
             channel = conn.channel()
             channel.basic_publish(amqp.Message(body, **properties), exchange="",
                                   routing_key=queue)
             channel.close()
+
+    def _connection(self) -> Any:
+        import amqp
+
+        host = SERVER.rsplit("@", 1)[-1]
+        user, password = SERVER.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)
+        return amqp.Connection(host=host, userid=user, password=password,
+                               virtual_host=self.name)

@@ -73,8 +73,8 @@ def client(redis_store: RedisServer, vhost: RabbitVhost, namespace: str) -> Iter
 
 def test_queues_are_quorum_queues_and_prefetch_is_per_consumer(
         worker: WorkerProcess, vhost: RabbitVhost) -> None:
-    queues = vhost.queues()
-    assert queues["media"]["type"] == "quorum" and queues["celery"]["type"] == "quorum"
+    types = vhost.queue_types()
+    assert types["media"] == "quorum" and types["celery"] == "quorum"
     assert "Global QoS is disabled" in worker.log()  # Celery saw the quorum queues
 
 
@@ -133,6 +133,28 @@ def test_a_superseded_runs_late_image_is_quarantined(worker: WorkerProcess,
     assert_clean_inbox(new, "the new run", {own})
 
 
+def test_a_runtime_declares_the_queue_before_any_worker(
+        redis_store: RedisServer, vhost: RabbitVhost, namespace: str, tmp_path: Path,
+        client: Client) -> None:
+    """The runtime's producer is the first to declare a queue, and declares it as the workers
+    do (RabbitMQ would refuse a worker's quorum declaration of a classic queue); a worker
+    that starts after the run was released skips the work."""
+    client.tasks["image_generate"] = ("leasegate.image_generate", "media-late")
+    run = client.start_run(job(), prompt="never mind", ttl=30)
+    cb = run.submit("image_generate", prompt="expensive", size="256x256")
+    assert vhost.queue_types()["media-late"] == "quorum" and vhost.ready("media-late") == 1
+    assert run.release("failed").pending == {cb: "image_generate"}
+    proc = rabbit_worker(redis_store, vhost, namespace, tmp_path, name="late",
+                         queues="media-late").start()
+    try:
+        letter = letter_for(client, run, cb)
+        assert letter.reason == "run_released"
+        assert letter.payload == {"error": "skipped", "reason": "run_released"}
+        assert f"callback {cb} (attempt" not in proc.log()  # the generator never ran
+    finally:
+        proc.stop()
+
+
 def test_worker_sigkilled_mid_task_rabbitmq_redelivers_one_verdict(
         redis_store: RedisServer, vhost: RabbitVhost, namespace: str, tmp_path: Path,
         client: Client) -> None:
@@ -159,8 +181,8 @@ def test_worker_sigkilled_mid_task_rabbitmq_redelivers_one_verdict(
         second.wait_log(f"callback {cb} (attempt 1")  # redelivered to the heir
         memo = client.keys.callback(run.session_key, run.run_id, cb)
         assert client.redis.hget(memo, "d") == b"1"  # its one verdict is the delivery
-        wait_until(lambda: vhost.queues()["media-kill"]["unacked"] == "0", 30,
-                   message="the redelivered message to be acknowledged")
+        second.stop()  # anything it left unacknowledged would be ready again now
+        assert vhost.ready("media-kill") == 0
     finally:
         first.stop()
         second.stop()
@@ -217,9 +239,7 @@ def test_raw_poison_on_the_queue_is_quarantined(worker: WorkerProcess, vhost: Ra
     letter = settled(worker, client, raw)
     assert letter.reason == "malformed" and letter.raw == raw
     assert letter.session_key is None and letter.run_id is None  # untrusted: no owner
-    wait_until(lambda: vhost.queues()["media"] == {"type": "quorum", "ready": "0",
-                                                   "unacked": "0"},
-               20, message="the poison to be acknowledged, not redelivered")
+    assert vhost.ready("media") == 0  # acknowledged once lettered: nothing to redeliver
 
 
 def test_same_poison_twice_is_one_letter_and_the_next_task_runs(
@@ -231,8 +251,8 @@ def test_same_poison_twice_is_one_letter_and_the_next_task_runs(
     vhost.publish_raw("media", raw)
     run = client.start_run(job(), prompt="still here?", ttl=60)
     cb = run.submit("image_generate", prompt="a genuine picture", size="256x256")
-    assert run.inbox.wait_for([cb], timeout=30)[cb].kind == "result"
-    wait_until(lambda: vhost.queues()["media"]["ready"] == "0", 20, message="an empty queue")
+    assert run.inbox.wait_for([cb], timeout=30)[cb].kind == "result"  # queued after the repeat
+    assert vhost.ready("media") == 0
     assert client.dead_letters.count() == before and settled(worker, client, raw).id == first.id
     assert worker.process is not None and worker.process.poll() is None
 
