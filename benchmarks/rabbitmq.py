@@ -13,11 +13,13 @@ from collections.abc import Iterator
 SERVER = os.environ.get("LEASEGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
 
 
-def rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> str:
+    """Its output; RuntimeError with its message when it fails."""
     done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
                           timeout=60, check=False)
     if done.returncode:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
+    return done.stdout
 
 
 @contextlib.contextmanager

@@ -1,31 +1,22 @@
 """A RabbitMQ vhost of its own for a test run: created with ``rabbitmqctl`` on the machine's
 RabbitMQ (127.0.0.1:5672, guest/guest), deleted at the end with every queue in it.
 
-``LEASEGATE_TEST_RABBITMQ`` overrides the server part of the URL (``amqp://user:pw@host:port``);
-``rabbitmqctl`` must reach that node (it runs as root, or as the rabbitmq user).
+``LEASEGATE_TEST_RABBITMQ`` (read in benchmarks/rabbitmq.py) overrides the server
+(``amqp://user:pw@host:port``); ``rabbitmqctl`` must reach that node (run as root, or as the
+rabbitmq user).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
 import uuid
 from types import TracebackType
 from typing import Any
 
 import pytest
 
-SERVER = os.environ.get("LEASEGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
-
-
-def rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
-    if done.returncode:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
-    return done.stdout
+from benchmarks.rabbitmq import SERVER, rabbitmqctl
 
 
 def require_rabbitmq() -> None:
