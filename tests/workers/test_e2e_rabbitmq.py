@@ -269,3 +269,23 @@ def test_refuses_a_max_deadline_longer_than_consumer_timeout(
     assert out.returncode == 1, out.stderr[-2000:]
     assert "LEASEGATE_RABBITMQ_CONSUMER_TIMEOUT=1800 s" in out.stderr
     assert "consumer_timeout = 1920000" in out.stderr and "LEASEGATE_MAX_DEADLINE" in out.stderr
+
+
+def test_doctor_checks_the_consumer_timeout(redis_store: RedisServer, vhost: RabbitVhost,
+                                            tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEGATE_")}
+    env.update(LEASEGATE_REDIS_URL=redis_store.url, LEASEGATE_BROKER_URL=vhost.url,
+               LEASEGATE_SECRET=SECRET, LEASEGATE_ARTIFACT_DIR=str(tmp_path))
+
+    def doctor(**more: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "celery", "-A", "leasegate.workers",
+                               "leasegate", "doctor"], env={**env, **more},
+                              capture_output=True, text=True, timeout=60, check=False)
+        return done.stdout
+
+    refused = [line for line in doctor().splitlines() if "broker:" in line]
+    assert refused and refused[0].startswith("FAIL") and \
+        "LEASEGATE_RABBITMQ_CONSUMER_TIMEOUT=1800 s" in refused[0]
+    fine = [line for line in doctor(LEASEGATE_RABBITMQ_CONSUMER_TIMEOUT="7200").splitlines()
+            if "broker:" in line]
+    assert fine and fine[0].startswith("ok") and "consumer_timeout 7200 s" in fine[0]
