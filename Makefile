@@ -39,10 +39,15 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick)
 
 # Hundreds of runs against 3 workers killed at random, Redis killed once; last line violations=N.
+# Again with RabbitMQ as the broker (a fresh vhost) where rabbitmqctl is at hand.
 # Then the Sentinel failover drill, with and without LEASEGATE_MIN_REPLICAS=1 (benchmarks/failover.py).
 chaos: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos --runs $(CHAOS_RUNS) --seconds $(CHAOS_SECONDS) \
 		--redis-down $(CHAOS_REDIS_DOWN) --self-test
+	@if command -v rabbitmqctl >/dev/null; then \
+		$(BIN)/python -m benchmarks.chaos --runs $(CHAOS_RUNS) --seconds $(CHAOS_SECONDS) \
+			--redis-down $(CHAOS_REDIS_DOWN) --broker rabbitmq; \
+	else echo "chaos: no rabbitmqctl on this machine: the RabbitMQ drill is skipped"; fi
 	$(BIN)/python -m benchmarks.failover --cost
 
 lint: $(STAMP)

@@ -69,8 +69,17 @@ from leasegate.broker.inbox import Entry
 from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
 from leasegate.ownership.testing import RedisServer
 
-from .chaos_faults import TOOLS, TRANSIENT, Faults, Loss, PoisonLog, retrying
+from .chaos_faults import (
+    TOOLS,
+    TRANSIENT,
+    Faults,
+    Loss,
+    PoisonLog,
+    retrying,
+    settled_in_lost_window,
+)
 from .common import KILL_MARK, SECRET, Worker, wait_until
+from .rabbitmq import fresh_vhost
 
 T = TypeVar("T")
 WORKERS = 3
@@ -136,6 +145,8 @@ class Record:
         self.taken_ever: set[str] = set()  # task ids any worker received or discarded
         self.kills_ms: list[int] = []      # server time of each worker or Redis SIGKILL
         self.received_ms: dict[str, list[int]] = {}  # task id -> when a worker took it
+        self.amqp = False  # RabbitMQ is the broker: no pop-then-record loss to excuse
+        self.ack_outlived_verdict: set[str] = set()  # RabbitMQ: settled as the AOF tail was cut
 
     def count(self, event: str, n: int = 1) -> None:
         with self.lock:
@@ -432,6 +443,8 @@ def check(client: Client, record: Record) -> Findings:
             out.counts["no_verdict_lost_worker"] += 1
         elif lost_in_transport(record, cb):
             out.counts["no_verdict_lost_in_transport"] += 1
+        elif cb in record.ack_outlived_verdict:  # RabbitMQ kept the ack of a verdict lost
+            out.counts["no_verdict_ack_outlived_verdict"] += 1
         else:
             out.bad(f"callback {cb} ({tool}) got a no_verdict letter: its task could have "
                     "given a verdict")
@@ -452,7 +465,10 @@ def check(client: Client, record: Record) -> Findings:
 
 def lost_in_transport(record: Record, cb: str) -> bool:
     """A message no worker ever received, sent before a SIGKILL: kombu's Redis transport pops
-    it (BRPOP) before it records it as unacknowledged, so a kill in between loses it."""
+    it (BRPOP) before it records it as unacknowledged, so a kill in between loses it.
+    RabbitMQ keeps a delivered message until it is acknowledged: nothing is excused there."""
+    if record.amqp:
+        return False
     began = record.callbacks[cb].began_ms if cb in record.callbacks else None
     return (cb not in record.taken_ever and began is not None
             and any(began <= kill for kill in record.kills_ms))
@@ -581,7 +597,9 @@ def self_test(client: Client, record: Record) -> list[str]:
     plain = next((k for k in lettered if reason(k)[0] != "hard_limit"
                   and reason(k)[1] != "no_verdict"
                   and (r.hget(k, "cb") or b"").decode() not in record.lost_with_worker
-                  and not lost_in_transport(record, (r.hget(k, "cb") or b"").decode())), None)
+                  and not lost_in_transport(record, (r.hget(k, "cb") or b"").decode())
+                  and (r.hget(k, "cb") or b"").decode() not in record.ack_outlived_verdict),
+                 None)
     if plain is None:
         return [*missed, "no_verdict (no letter to plant it on)"]
     was = reason(plain)[1]
@@ -610,19 +628,25 @@ def verdicts_missing(client: Client, record: Record) -> list[str]:
 
 def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
           fault_interval: float, redis_down: float, workdir: Path,
-          self_testing: bool = False) -> tuple[Findings, Record, dict[str, Any]]:
+          self_testing: bool = False,
+          broker: str | None = None) -> tuple[Findings, Record, dict[str, Any]]:
     rng = random.Random(seed)
     started = time.monotonic()
     record = Record()
     namespace = f"chaos{uuid.uuid4().hex[:6]}"
-    info: dict[str, Any] = {"namespace": namespace, "seed": seed}
+    broker_env = {"LEASEGATE_BROKER_URL": broker} if broker else {}
+    if broker and broker.startswith(("amqp", "pyamqp")):  # poison is published to RabbitMQ
+        record.amqp, record.poison.amqp_url = True, broker
+    info: dict[str, Any] = {"namespace": namespace, "seed": seed,
+                            "broker": "rabbitmq" if record.amqp else "redis"}
     with RedisServer(aof=True) as server:
         workers = [Worker("benchmarks.apps:chaos", server.url, namespace, workdir,
                           name=f"chaos{i}", queues="media", concurrency=1, loglevel="INFO",
-                          **WORKER_ENV) for i in range(WORKERS)]
+                          **WORKER_ENV, **broker_env) for i in range(WORKERS)]
         LIVE_WORKERS[:] = workers
         LIVE_SERVERS[:] = [server]
-        client = Client.from_url(server.url, namespace, secret=SECRET.encode(), tasks=TOOLS)
+        client = Client.from_url(server.url, namespace, secret=SECRET.encode(), tasks=TOOLS,
+                                 broker_url=broker)
         try:
             for w in workers:
                 w.start()
@@ -692,6 +716,8 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             info["settled_s"] = round(time.monotonic() - started, 1)
             logs = [w.log() for w in workers]
             record.lost_with_worker = lost_with_worker(logs)
+            if record.amqp:
+                record.ack_outlived_verdict = settled_in_lost_window(record.loss, logs)
             record.taken_ever = {m["received"] or m["revoked"]
                                  for log in logs for m in TAKEN.finditer(log)}
             record.received_ms = received_times(logs)
@@ -777,7 +803,7 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         f"start_reply_lost={ev['start_reply_lost']}",
         f"time: startup {info.get('startup_s')} s, runs until {info.get('runs_phase_s')} s, "
         f"settled at {info.get('settled_s')} s, total {info.get('seconds')} s "
-        f"(seed {info['seed']})" + (f"; self-test: {info['self_test']}"
+        f"(seed {info['seed']}, broker {info['broker']})" + (f"; self-test: {info['self_test']}"
                                      if "self_test" in info else ""),
         f"worker logs: {json.dumps(info.get('worker_logs', {}), sort_keys=True)}",
         *fault_lines(findings, record, info),
@@ -806,7 +832,8 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"exempt without a verdict={counts['exempt_without_verdict']}, no_verdict after loss="
         f"{counts['no_verdict_after_loss']}, no_verdict after a worker kill="
         f"{counts['no_verdict_lost_worker']}, no_verdict for a message lost in the transport="
-        f"{counts['no_verdict_lost_in_transport']}, "
+        f"{counts['no_verdict_lost_in_transport']}, no_verdict where RabbitMQ kept the ack of "
+        f"a verdict the AOF tail lost={counts['no_verdict_ack_outlived_verdict']}, "
         f"bounds relaxed={counts['bounds_relaxed_after_loss']}",
         f"faults: time_limits={hits} oversized={ev['tool_oversized']} "
         f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "
@@ -846,6 +873,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-test", action="store_true",
                         help="afterwards, plant six kinds of violation and confirm the check "
                              "reports each")
+    parser.add_argument("--broker", default=None,
+                        help="the Celery broker (LEASEGATE_BROKER_URL): an amqp:// URL of a "
+                             "vhost whose queues start empty, or 'rabbitmq' for a fresh vhost "
+                             "on the local RabbitMQ (rabbitmqctl); default: the drill's Redis")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("--keep-logs", type=Path, default=None,
                         help="copy the worker logs here (they are kept anyway on a violation)")
@@ -855,10 +886,13 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     threading.Thread(target=watchdog, args=(args.seconds + 30,), daemon=True).start()
     logging.getLogger("leasegate.quarantine").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="leasegate-chaos-") as workdir:
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="leasegate-chaos-"))
+        broker = stack.enter_context(fresh_vhost()) if args.broker == "rabbitmq" \
+            else args.broker
         findings, record, info = drill(args.runs, args.seconds, seed, args.actors, args.jobs,
                                        args.fault_interval, args.redis_down, Path(workdir),
-                                       args.self_test)
+                                       args.self_test, broker)
         if findings.violations or args.keep_logs:  # keep the worker logs to be read
             keep = args.keep_logs or Path(tempfile.mkdtemp(prefix="leasegate-chaos-logs-"))
             keep.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -69,14 +71,50 @@ class Loss:
         return ended_ms >= self.mark_ms - 1 and began_ms <= self.restarted_ms
 
 
+def publish_raw(broker_url: str, raw: bytes) -> None:
+    """Poison on RabbitMQ: ``raw`` as the body of a message with no properties, published
+    straight to the queue (the default exchange), the way a stray producer would."""
+    from kombu.connection import Connection
+
+    with Connection(broker_url) as conn:  # type: ignore[no-untyped-call]
+        channel: Any = conn.channel()  # py-amqp's own channel: publishes bytes as they are
+        channel.basic_publish(channel.prepare_message(raw), exchange="", routing_key=QUEUE)
+        channel.close()
+
+
+SETTLED_AT = re.compile(r"^\[(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [^\]]*\] "
+                        r"Task [\w.]+\[(?P<task>[0-9a-f]{32})\] (?:succeeded|raised)", re.M)
+
+
+def settled_in_lost_window(loss: Loss | None, logs: list[str]) -> set[str]:
+    """Task ids a worker settled (verdict written, then the message acknowledged) inside the
+    window the AOF tail loss erased. With the broker apart from the store (RabbitMQ), the
+    acknowledgement outlives the verdict it followed, so only the reaper's no_verdict can
+    answer for them. The log line comes after the verdict: its time bounds it from above;
+    log times and Redis server time are one host's clock."""
+    if loss is None:
+        return set()
+    settled = set()
+    for log in logs:
+        for match in SETTLED_AT.finditer(log):
+            at_ms = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+            if loss.mark_ms <= at_ms <= loss.killed_ms + 1000:
+                settled.add(match["task"])
+    return settled
+
+
 @dataclass
 class PoisonLog:
     pushed: Counter[bytes] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    amqp_url: str | None = None  # the broker is RabbitMQ: publish there, not LPUSH to Redis
 
     def push(self, r: redis.Redis, index: int) -> None:
         raw = POISON[index % len(POISON)] if index < len(POISON) else POISON[0]
-        r.lpush(QUEUE, raw)
+        if self.amqp_url:
+            publish_raw(self.amqp_url, raw)
+        else:
+            r.lpush(QUEUE, raw)
         with self.lock:
             self.pushed[raw] += 1
 

@@ -77,8 +77,15 @@ class Transport:
     def for_broker(cls, broker_url: str) -> Transport:
         from celery import Celery  # the runtime needs Celery only to send, never worker code
 
-        return cls(Celery("leasegate-runtime", broker=kombu_url(broker_url),
-                          set_as_current=False))
+        app = Celery("leasegate-runtime", broker=kombu_url(broker_url), set_as_current=False)
+        if broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp"):
+            # the workers declare their queues as quorum queues (workers/rabbitmq.py), and
+            # RabbitMQ refuses a second declaration with other arguments; a submit returns
+            # only once RabbitMQ confirmed the message (publisher confirms)
+            app.conf.update(task_default_queue_type="quorum",
+                            task_create_missing_queue_type="quorum",
+                            broker_transport_options={"confirm_publish": True})
+        return cls(app)
 
     def send(self, route: tuple[str, str], env: Envelope, kwargs: Mapping[str, Any],
              queue: str | None = None) -> None:

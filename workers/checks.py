@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery, bootsteps
 
 from .config import ConfigError, WorkerConfig
+from .rabbitmq import check_consumer_timeout, is_amqp
 
 log = logging.getLogger("leasegate.workers")
 
@@ -42,6 +43,8 @@ class StartupCheck(bootsteps.Step):  # type: ignore[misc]
                 f"broker_transport_options visibility_timeout={timeout:g} s does not exceed "
                 f"LEASEGATE_MAX_DEADLINE={config.max_deadline:g} s: a running task would be "
                 "redelivered. Raise visibility_timeout.")
+        if is_amqp(str(app.conf.broker_url or "")):
+            check_consumer_timeout(config)
         check_no_eviction(config.redis_url)
 
 

@@ -70,6 +70,9 @@ class WorkerConfig:
     # docs/failure-modes.md; LEASEGATE_MIN_REPLICAS and LEASEGATE_MIN_REPLICAS_TIMEOUT (ms)
     min_replicas: int = 0
     min_replicas_timeout_ms: int = 1000
+    # RabbitMQ's consumer_timeout as the server has it (seconds, 0: disabled there); a worker
+    # on an amqp:// broker refuses a LEASEGATE_MAX_DEADLINE it does not cover (workers/rabbitmq.py)
+    rabbitmq_consumer_timeout: float = 1800.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -119,6 +122,8 @@ class WorkerConfig:
                                  inclusive=True),
             max_retries=int(_float(env, "LEASEGATE_MAX_RETRIES", cls.max_retries,
                                    inclusive=True)),
+            rabbitmq_consumer_timeout=_float(env, "LEASEGATE_RABBITMQ_CONSUMER_TIMEOUT",
+                                             cls.rabbitmq_consumer_timeout, inclusive=True),
         )
 
     def artifact_store(self) -> NamespacedArtifactStore:

@@ -12,6 +12,8 @@ from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
 from .maintenance import connect as connect_maintenance
+from .rabbitmq import configure as configure_rabbitmq
+from .rabbitmq import is_amqp
 from .redis_transport import NAMESPACE_OPTION, TRANSPORT, URL_OPTION
 from .signals import connect_signals
 from .tasks import WorkerRuntime, owned_task
@@ -49,6 +51,8 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     if all(q.name != config.media_queue for q in queues):
         queues.append(Queue(config.media_queue))  # type: ignore[no-untyped-call]
     conf.task_queues = queues
+    if is_amqp(url):  # quorum queues, per-consumer prefetch, no Redis-only options
+        configure_rabbitmq(conf, config.redis_url)
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}
     routes.setdefault(TASK_NAME, {"queue": config.media_queue})
     conf.task_routes = routes

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
 
 from tests.support.deploy import (
     DEPLOY,
@@ -42,6 +43,9 @@ def test_every_deploy_file_is_read() -> None:
         "Dockerfile": lambda p: dockerfile(),
         "redis.conf": lambda p: [line.split() for line in p.read_text().splitlines()],
         "compose.yaml": lambda p: compose_processes(),
+        # read and checked against the workers' start-up check in test_deploy_rabbitmq.py
+        "rabbitmq.compose.yaml": lambda p: yaml.safe_load(p.read_text())["services"],
+        "rabbitmq.conf": lambda p: [line.split("=") for line in p.read_text().splitlines()],
     }
     for path in deploy_files():
         if path.name in readers:

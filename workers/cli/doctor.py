@@ -112,6 +112,8 @@ def _namespace(report: Report, ctx: click.Context, client: Any) -> None:
 
 def _broker(report: Report, ctx: click.Context) -> None:
     from ..checks import claim_key
+    from ..config import ConfigError
+    from ..rabbitmq import check_consumer_timeout, is_amqp
 
     app = ctx.obj.app
     config = leasegate_config(ctx)
@@ -123,6 +125,14 @@ def _broker(report: Report, ctx: click.Context) -> None:
         report.line("FAIL", "broker", f"cannot reach {redacted(url)}: {exc}")
         return
     holders = ""
+    if is_amqp(url):  # RabbitMQ: the consumer_timeout the workers were told must fit
+        try:
+            check_consumer_timeout(config)
+        except ConfigError as exc:
+            report.line("FAIL", "broker", f"{redacted(url)} reachable, but {exc}")
+            return
+        holders = (f", RabbitMQ consumer_timeout {config.rabbitmq_consumer_timeout:g} s "
+                   "(LEASEGATE_RABBITMQ_CONSUMER_TIMEOUT) covers LEASEGATE_MAX_DEADLINE")
     if url.startswith(("redis://", "rediss://")):
         import redis
 
