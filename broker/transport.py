@@ -10,6 +10,7 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from ..ownership import broker_use_ssl
 from .envelope import Envelope
 
 HEADER = "leasegate"  # the one namespaced Celery message header that carries the envelope
@@ -85,6 +86,8 @@ class Transport:
             app.conf.update(task_default_queue_type="quorum",
                             task_create_missing_queue_type="quorum",
                             broker_transport_options={"confirm_publish": True})
+        if broker_url.split("://", 1)[0] in ("rediss", "amqps"):
+            app.conf.broker_use_ssl = broker_use_ssl()  # the LEASEGATE_REDIS_TLS_* files
         return cls(app)
 
     def send(self, route: tuple[str, str], env: Envelope, kwargs: Mapping[str, Any],

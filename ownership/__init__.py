@@ -23,6 +23,7 @@ from .lease import Lease, RunState, RunStatus
 from .registry import Outcome, Policy, Registry, status_from_reply
 from .scripts import LUA_INCLUDES, Scripts
 from .seconds import check_seconds, to_ms
+from .tls import broker_use_ssl, is_tls, redis_tls_options
 
 __all__ = [
     # runs and leases
@@ -61,4 +62,8 @@ __all__ = [
     "server_time_ms",
     "unavailable_as_error",
     "wait_slice",
+    # TLS (rediss://, LEASEGATE_REDIS_TLS_*)
+    "broker_use_ssl",
+    "is_tls",
+    "redis_tls_options",
 ]

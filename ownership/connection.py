@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from .errors import RegistryUnavailable
 from .sentinel import SENTINEL_SCHEME, parse_sentinel_url
+from .tls import explain_tls_failure, is_tls, redis_tls_options
 
 MAX_WAIT_SLICE = 5.0   # seconds one server-side blocking call may last, at most
 
@@ -28,7 +29,10 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
 
     ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``: the
     primary the sentinels name for ``service``, asked again after every failover; the
-    password is the primary's (the sentinels' own connections carry only the timeouts)."""
+    password is the primary's (the sentinels' own connections carry only the timeouts).
+
+    ``rediss://``: TLS with the ``LEASEGATE_REDIS_TLS_*`` files (ownership/tls.py), unless
+    ``options`` name their own ``ssl_*``."""
     policy: dict[str, Any] = dict(
         socket_timeout=socket_timeout, socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
@@ -44,6 +48,8 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
             target.service, db=target.db, username=target.username, password=target.password,
             **policy, **options)
         return client
+    if is_tls(url):
+        options = {**redis_tls_options(), **options}
     return redis.Redis.from_url(url, **policy, **options)
 
 
@@ -65,7 +71,8 @@ def unavailable_as_error() -> Iterator[None]:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
             redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
-        raise RegistryUnavailable(f"Redis is unavailable: {exc}") from exc
+        raise RegistryUnavailable(f"Redis is unavailable: {explain_tls_failure(str(exc))}") \
+            from exc
 
 
 def as_text(value: Any) -> str:

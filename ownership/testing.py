@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -73,8 +74,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """PEM files for a TLS-only server: the CA clients trust, the server's certificate and key
+    (the server also asks clients for a certificate signed by that CA)."""
+
+    ca: str
+    cert: str
+    key: str
+
+
 class RedisServer:
     """One redis-server child process on a loopback port or a unix socket.
+
+    ``tls``: the port speaks TLS only (``rediss://localhost``; no clear-text port at all).
 
     ``aof=True`` turns on the append-only file (``appendfsync always`` so that a SIGKILL loses
     nothing acknowledged); ``restart()`` keeps the port, the folder and so the data.
@@ -88,7 +101,9 @@ class RedisServer:
         aof: bool = False,
         directory: str | None = None,
         extra_args: tuple[str, ...] = (),
+        tls: RedisTls | None = None,
     ) -> None:
+        self.tls = tls
         self.binary = binary or find_redis_server()
         self.unix_socket = unix_socket
         self.aof = aof
@@ -103,9 +118,14 @@ class RedisServer:
     def url(self) -> str:
         if self.unix_socket:
             return f"unix://{self.socket_path}"
+        if self.tls:
+            return f"rediss://localhost:{self.port}/0"  # the name the certificate carries
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **options: object) -> redis.Redis:
+        if self.tls:  # this client trusts the CA and presents the server's own pair
+            options = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
+                       "ssl_keyfile": self.tls.key, "ssl_cert_reqs": "required", **options}
         return redis.Redis.from_url(self.url, **options)
 
     def version(self) -> str:
@@ -114,6 +134,10 @@ class RedisServer:
     def _command(self) -> list[str]:
         listen = (["--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm", "700"]
                   if self.unix_socket else ["--port", str(self.port), "--bind", "127.0.0.1"])
+        if self.tls and not self.unix_socket:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+                      "--tls-cert-file", self.tls.cert, "--tls-key-file", self.tls.key,
+                      "--tls-ca-cert-file", self.tls.ca]
         persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
                        else ["--appendonly", "no"])
         return [self.binary, *listen, "--save", "", *persistence, "--dir", self.directory,
