@@ -101,7 +101,10 @@ class QueueClaims:
                  ttl: float = CLAIM_TTL) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(broker_url)
+        from ..ownership import is_tls, redis_tls_options
+
+        tls = redis_tls_options() if is_tls(broker_url) else {}  # LEASEGATE_REDIS_TLS_*
+        self.client = redis.Redis.from_url(broker_url, **tls)
         self.namespace = namespace
         self.queues = sorted(queues)
         self.ttl_ms = int(ttl * 1000)
