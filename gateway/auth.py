@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from .errors import ApiError
 from .state import Gateway, gateway
@@ -62,8 +63,32 @@ def check_csrf(request: Request, gw: Gateway, submitted: str | None) -> None:
         raise ApiError(403, "csrf", "the form's CSRF token is missing or stale: reload the page")
 
 
-def caller(request: Request, gw: Gateway = Depends(gateway)) -> Token:  # noqa: B008
-    """The caller's token; 401 without one."""
+def caller(request: Request, response: Response,
+           gw: Gateway = Depends(gateway)) -> Token:  # noqa: B008
+    """The caller's token, within its rate limit; 401 without one, 429 over the limit."""
+    token = _identify(request, gw)
+    if token is not LOCAL:
+        admit(gw, token, response)
+    return token
+
+
+def admit(gw: Gateway, token: Token, response: Response) -> None:
+    """Draw from ``token``'s bucket (shared by every serve process); 429 when it is empty."""
+    limit = gw.limiter.limit
+    if not limit.enabled:
+        return
+    verdict = gw.limiter.take(token.name)
+    headers = {"X-RateLimit-Limit": f"{limit.rate:g}",
+               "X-RateLimit-Remaining": str(verdict.remaining)}
+    if not verdict.admitted:
+        retry = max(1, math.ceil(verdict.retry_after))
+        raise ApiError(429, "rate_limited", f"token {token.name!r} is over its rate limit of "
+                       f"{limit.rate:g} requests per second (burst {limit.burst}): retry in "
+                       f"{retry} s", headers={**headers, "Retry-After": str(retry)})
+    response.headers.update(headers)
+
+
+def _identify(request: Request, gw: Gateway) -> Token:
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, bearer = header.partition(" ")

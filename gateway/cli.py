@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import socket
 import sys
 
@@ -35,7 +36,14 @@ def serve(argv: list[str]) -> int:
                         help="no token book: every request is the local operator (loopback "
                              "addresses only)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--ssl-certfile", help="serve https with this PEM certificate (chain)")
+    parser.add_argument("--ssl-keyfile", help="the PEM private key of --ssl-certfile")
     args = parser.parse_args(argv)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        parser.error("--ssl-certfile and --ssl-keyfile go together: give both or neither")
+    for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if path and not os.path.isfile(path):
+            parser.error(f"{flag} {path} is not a readable file")
     if not 0 < args.port < 65536:
         parser.error(f"--port must be 1-65535, got {args.port}")
     if args.insecure_local and not is_loopback(args.host):
@@ -55,7 +63,8 @@ def serve(argv: list[str]) -> int:
     # SSE streams never end on their own: a deploy's SIGTERM closes them after a short grace,
     # and clients resume on another process with Last-Event-ID
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE, ssl_certfile=args.ssl_certfile,
+                ssl_keyfile=args.ssl_keyfile)
     return 0
 
 

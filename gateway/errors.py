@@ -19,9 +19,11 @@ from ..ownership import LeaseLost, RegistryUnavailable
 class ApiError(Exception):
     """A refusal with its HTTP status, a stable code, and the field it is about."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -52,7 +54,8 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+    return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status,
+                        headers=exc.headers)
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..workers import ConfigError, WorkerConfig
+from .ratelimit import RateLimit
 from .tokens import TokenBook
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a prompt (256 KiB at most) and its JSON overhead
@@ -20,6 +21,7 @@ class GatewaySettings:
     tokens_file: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
     insecure_local: bool = False  # no token book: every request is the local operator
+    rate_limit: RateLimit = field(default_factory=RateLimit)  # per token, all processes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
@@ -34,7 +36,7 @@ class GatewaySettings:
         if max_body < 1024:
             raise ConfigError(f"LEASEGATE_MAX_BODY_BYTES must be >= 1024, got {max_body}")
         return cls(WorkerConfig.from_env(env), env.get("LEASEGATE_TOKENS_FILE") or None,
-                   max_body, insecure_local)
+                   max_body, insecure_local, RateLimit.from_env(env))
 
     def token_book(self) -> TokenBook | None:
         """The book, or None when ``--insecure-local`` stands in for it."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from ..broker import Client, NamespacedArtifactStore
+from .ratelimit import RateLimiter
 from .settings import GatewaySettings
 from .tokens import TokenBook
 
@@ -19,6 +20,7 @@ class Gateway:
     client: Client
     artifacts: NamespacedArtifactStore
     cookie_key: bytes
+    limiter: RateLimiter
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings, client: Client | None = None) -> Gateway:
@@ -27,7 +29,9 @@ class Gateway:
         client = client or Client.from_url(config.redis_url, config.namespace,
                                            **config.client_keys(),
                                            broker_url=config.broker_url)
-        return cls(settings, tokens, client, config.artifact_store(), settings.cookie_key())
+        limiter = RateLimiter(client.redis, config.namespace, settings.rate_limit)
+        return cls(settings, tokens, client, config.artifact_store(), settings.cookie_key(),
+                   limiter)
 
 
 def gateway(request: Request) -> Gateway:

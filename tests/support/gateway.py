@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from leasegate.ownership.testing import terminate
+from leasegate.ownership.testing import RedisTls, terminate
 
 from .celery_workers import SECRET
 
@@ -48,9 +49,16 @@ class GatewayProcess:
     """``leasegate serve`` as a child process; ``url`` once ``/healthz`` answers."""
 
     def __init__(self, redis_url: str, namespace: str, workdir: Path, *,
-                 tokens: bool = True, args: tuple[str, ...] = (), **env: str) -> None:
+                 tokens: bool = True, args: tuple[str, ...] = (), https: RedisTls | None = None,
+                 **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # https: serve with that certificate; clients trust its CA (and only that)
+        self.verify: ssl.SSLContext | bool = True
+        if https:
+            self.url = f"https://localhost:{self.port}"
+            self.verify = ssl.create_default_context(cafile=https.ca)
+            args = ("--ssl-certfile", https.cert, "--ssl-keyfile", https.key, *args)
         self.log_path = workdir / f"serve-{self.port}.log"
         self.env = {**os.environ, "LEASEGATE_REDIS_URL": redis_url, "LEASEGATE_SECRET": SECRET,
                     "LEASEGATE_NAMESPACE": namespace,
@@ -72,7 +80,8 @@ class GatewayProcess:
                 raise AssertionError(f"leasegate serve exited ({self.process.returncode}):\n"
                                      f"{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0,
+                             verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -86,6 +95,7 @@ class GatewayProcess:
 
     def client(self, role: str | None = "operator", **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+        kwargs.setdefault("verify", self.verify)
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
 
     def stop(self) -> None:

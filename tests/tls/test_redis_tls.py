@@ -41,7 +41,7 @@ def test_a_client_without_the_ca_is_refused_naming_the_setting(
 
 def test_a_missing_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LEASEGATE_REDIS_TLS_CA", str(tmp_path / "absent.pem"))
-    with pytest.raises(ValueError, match="LEASEGATE_REDIS_TLS_CA=.*absent.pem"):
+    with pytest.raises(ValueError, match=r"LEASEGATE_REDIS_TLS_CA=.*absent\.pem"):
         connect("rediss://localhost:1/0")
 
 
