@@ -66,7 +66,7 @@ def check_csrf(request: Request, gw: Gateway, submitted: str | None) -> None:
 def caller(request: Request, response: Response,
            gw: Gateway = Depends(gateway)) -> Token:  # noqa: B008
     """The caller's token, within its rate limit; 401 without one, 429 over the limit."""
-    token = _identify(request, gw)
+    token = identify(request, gw)
     if token is not LOCAL:
         admit(gw, token, response)
     return token
@@ -88,7 +88,8 @@ def admit(gw: Gateway, token: Token, response: Response) -> None:
     response.headers.update(headers)
 
 
-def _identify(request: Request, gw: Gateway) -> Token:
+def identify(request: Request, gw: Gateway) -> Token:
+    """The caller's token, not drawing from its bucket (console pages); 401 without one."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, bearer = header.partition(" ")

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..auth import COOKIE, COOKIE_TTL, LOCAL, caller, csrf_token, issue_cookie
+from ..auth import COOKIE, COOKIE_TTL, LOCAL, csrf_token, identify, issue_cookie
 from ..errors import ApiError
 from ..state import Gateway
 from ..tokens import Role, Token
@@ -52,7 +52,7 @@ TEMPLATES.filters["short"] = lambda value, n=12: "-" if not value else str(value
 def viewer(request: Request, gw: Gateway) -> Token | None:
     """The console user, from the cookie (or a bearer token); None: show the login form."""
     try:
-        token = caller(request, gw)
+        token = identify(request, gw)
     except ApiError:
         return None
     return token if token is LOCAL or token.can_read_console() else None
