@@ -86,7 +86,7 @@ class Transport:
             app.conf.update(task_default_queue_type="quorum",
                             task_create_missing_queue_type="quorum",
                             broker_transport_options={"confirm_publish": True})
-        if broker_url.split("://", 1)[0] in ("rediss", "amqps"):
+        if broker_url.startswith("rediss://"):
             app.conf.broker_use_ssl = broker_use_ssl()  # the LEASEGATE_REDIS_TLS_* files
         return cls(app)
 

@@ -42,7 +42,7 @@ def redis_tls_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def broker_use_ssl(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Celery's ``broker_use_ssl`` for a ``rediss://`` (or ``amqps://``) broker: kombu's
+    """Celery's ``broker_use_ssl`` for a ``rediss://`` broker: kombu's
     Redis transport takes redis-py's names with an ``ssl.CERT_*`` constant."""
     files = _files(env)
     options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}

@@ -41,7 +41,7 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     options["visibility_timeout"] = max(float(options.get("visibility_timeout", 0)),
                                         config.visibility_timeout)
     url = str(conf.broker_url or "")
-    if url.split("://", 1)[0] in ("rediss", "amqps") and not conf.broker_use_ssl:
+    if url.startswith("rediss://") and not conf.broker_use_ssl:
         conf.broker_use_ssl = broker_use_ssl()  # the LEASEGATE_REDIS_TLS_* files
     # rediss:// only with broker_use_ssl: kombu's rediss defaults come from the scheme's name
     if (url.startswith("redis://") or (url.startswith("rediss://") and conf.broker_use_ssl)) \

@@ -57,3 +57,14 @@ def test_the_default_is_generous_and_zero_is_off() -> None:
 def test_bad_settings_are_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         RateLimit.from_env({name: value})
+
+
+def test_refused_requests_count_too(tmp_path: Path, gateway_redis: RedisServer) -> None:
+    """A flood of invalid requests is still a flood: a 422 on a field draws from the bucket
+    (a body that is not JSON at all is refused before the token is even looked at)."""
+    with GatewayProcess(gateway_redis.url, "rlinvalid", tmp_path, **LIMITED) as server, \
+            server.client("runtime") as http:
+        invalid = [http.post("/v1/runs", json={"session_key": "cron:x", "prompt": "p",
+                                               "ttl": 99999}) for _ in range(3)]
+        assert [r.status_code for r in invalid] == [422, 422, 422]
+        assert http.get("/v1/whoami").status_code == 429

@@ -1,15 +1,29 @@
 """A refused request reaches nothing: Redis runs no command for a 401, 403, 404 (bad ref),
-413 or 422 of the runtime API (counted with INFO commandstats; no worker in this module)."""
+413 or 422 of the runtime API (counted with INFO commandstats; no worker in this module).
+
+The one exception is the rate limit: every authenticated request, refused or not, draws from
+its token's bucket in Redis (tests/gateway/test_rate_limit.py), so here it is off."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
+import pytest
 
 from leasegate.ownership.testing import RedisServer
 from tests.support.gateway import GatewayProcess
 from tests.support.runtime_api import commands_run, start
 
 IMAGE = {"tool": "image_generate", "args": {"prompt": "a fox"}}
+
+
+@pytest.fixture(scope="module")
+def gateway_server(tmp_path_factory: pytest.TempPathFactory, gateway_namespace: str,
+                   gateway_redis: RedisServer) -> Iterator[GatewayProcess]:
+    with GatewayProcess(gateway_redis.url, gateway_namespace,
+                        tmp_path_factory.mktemp("refusals"), LEASEGATE_RATE_LIMIT="0") as server:
+        yield server
 
 
 def refusals(server: GatewayProcess, ref: str, foreign: str) -> list[httpx.Response]:
