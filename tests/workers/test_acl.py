@@ -176,3 +176,16 @@ def test_doctor_names_the_user_and_warns_about_extra_rights(acl: Acl) -> None:
     warned = [line for line in broad.stdout.splitlines() if line.split()[1:2] == ["user:"]]
     assert warned and warned[0].startswith("warn"), broad.stdout
     assert "admin" in warned[0] and "FLUSHALL" in warned[0] and "~*" in warned[0]
+
+
+def test_the_limit_a_worker_user_can_write_its_own_namespace_directly(acl: Acl) -> None:
+    """What the ACL does not give: key patterns stop at the namespace. The worker's gate
+    writes inboxes, so its user can write one with a plain command, bypassing the envelope
+    check (docs/security.md, "What Redis ACLs do not cover")."""
+    runtime = acl.client("runtime")
+    run = runtime.start_run(f"cron:{uuid.uuid4().hex[:6]}", prompt="p", ttl=30)
+    inbox = runtime.keys.inbox(run.session_key, run.run_id)
+    assert acl.redis("worker").exists(inbox) == 1
+    assert acl.redis("worker").pexpire(inbox, 30_000)  # a write, outside the gate: accepted
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        acl.redis("exporter").delete(inbox)
