@@ -24,9 +24,10 @@ from .installation import redbeat_prefix
 
 ROLES = ("runtime", "worker", "operator", "exporter", "viewer")
 # Everything that reads or writes data and runs the gate's Lua; never an admin command.
-# -@dangerous drops FLUSHALL, FLUSHDB, CONFIG, KEYS, DEBUG, MODULE, SHUTDOWN, ACL GETUSER...
+# -@dangerous drops FLUSHALL, FLUSHDB, CONFIG, KEYS, DEBUG, MODULE, SHUTDOWN, ACL GETUSER...;
+# SCRIPT keeps LOAD and EXISTS only (Redis 6.2 cannot remove a subcommand: no -script|flush).
 _WRITER = ("-@all +@read +@write +@keyspace +@scripting +@connection +@transaction "
-           "+@blocking -@dangerous -script|flush -script|kill +info +time +acl|whoami")
+           "+@blocking -@dangerous -script +script|load +script|exists +info +time +acl|whoami")
 # Reads only; INFO (doctor, the worker's eviction check), TIME (server time of leases) and
 # ACL WHOAMI (doctor) are not in @read.
 _READER = "-@all +@read +@connection -@dangerous +info +time +acl|whoami"

@@ -113,9 +113,8 @@ def _user(report: Report, client: Any) -> None:
                         "needs: use a role's user from deploy/users.acl")
         return
     extra = ["ACL GETUSER"] + [c[0] for c in ADMIN_COMMANDS if _allowed(client, name, c, rules)]
-    keys = rules.get("keys") or []
-    patterns = keys.split() if isinstance(keys, str) else [as_text(k) for k in keys]
-    if "~*" in patterns or "*" in patterns or "allkeys" in (rules.get("flags") or []):
+    patterns = _words(rules.get("keys"))
+    if "~*" in patterns or "*" in patterns or "allkeys" in _words(rules.get("flags")):
         extra.append("every key (~*)")
     report.line("warn", "user", f"{name} has more rights than any leasegate role needs: "
                 f"{', '.join(extra)}; use a role's user from deploy/users.acl")
@@ -128,8 +127,16 @@ def _allowed(client: Any, name: str, command: tuple[str, ...], rules: dict[str, 
     try:
         return client.execute_command("ACL", "DRYRUN", name, *command) in (b"OK", "OK")
     except redis.ResponseError:  # Redis 6.2: no DRYRUN
-        commands = str(rules.get("commands") or "")
-        return "+@all" in commands and f"-{command[0].lower()}" not in commands
+        commands = _words(rules.get("commands")) + _words(rules.get("categories"))
+        everything = "allcommands" in _words(rules.get("flags")) or "+@all" in commands
+        return everything and f"-{command[0].lower()}" not in commands
+
+
+def _words(value: Any) -> list[str]:
+    """An ACL GETUSER field as words: Redis 7 answers a string, 6.2 a list."""
+    from ...ownership import as_text
+
+    return str(value).split() if isinstance(value, str) else [as_text(v) for v in value or []]
 
 
 def _artifacts(report: Report, artifact_dir: str, namespace: str) -> None:
