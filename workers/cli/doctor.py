@@ -1,7 +1,8 @@
 """``celery -A APP leasegate doctor``: one command that checks what leasegate depends on and
-says what is wrong in one line each: Redis (reachable, noeviction, persistence), the artifact
-store, the namespace, the broker (and who holds its queues), and whether this process, the
-live workers and recent runtimes share one secret (their fingerprints in Redis).
+says what is wrong in one line each: Redis (reachable, noeviction, persistence), the Redis user
+(ACL WHOAMI; warned when it has more rights than any role needs), the artifact store, the
+namespace, the broker (and who holds its queues), and whether this process, the live workers
+and recent runtimes share one secret (their fingerprints in Redis).
 Exit 0 when nothing failed (warnings allowed), 1 otherwise."""
 
 from __future__ import annotations
