@@ -191,3 +191,23 @@ def test_the_limit_a_worker_user_can_write_its_own_namespace_directly(acl: Acl) 
     assert acl.redis("worker").pexpire(inbox, 30_000)  # a write, outside the gate: accepted
     with pytest.raises(redis.exceptions.NoPermissionError):
         acl.redis("exporter").delete(inbox)
+
+
+def test_generator_errors_name_the_option(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--namespace", "a{b}"])
+    assert "--namespace" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--queue", "two words"])
+    assert "--queue 'two words'" in capsys.readouterr().err
+    bad = tmp_path / "passwords"
+    bad.write_text("worker=ok\nroot=x\n")
+    with pytest.raises(SystemExit, match=r"--passwords .*passwords:2: expected role=password"):
+        main(["--passwords", str(bad)])
+    good = tmp_path / "good"
+    good.write_text("# a comment\nworker=s3cret\n")
+    main(["--namespace", "ns1", "--queue", "q1", "--passwords", str(good)])
+    out = capsys.readouterr().out
+    assert "user ns1-worker on #" in out and "s3cret" not in out and "~q1 " in out
+    assert "user ns1-runtime on resetpass" in out  # no password given: nobody logs in
