@@ -91,6 +91,8 @@ class RedisServer:
 
     ``aof=True`` turns on the append-only file (``appendfsync always`` so that a SIGKILL loses
     nothing acknowledged); ``restart()`` keeps the port, the folder and so the data.
+    ``aclfile=PATH`` loads Redis ACL users from that file (``--aclfile``); ``username`` and
+    ``password`` are then who ``client()`` and ``url_for()`` log in as.
     """
 
     def __init__(
@@ -101,6 +103,9 @@ class RedisServer:
         aof: bool = False,
         directory: str | None = None,
         extra_args: tuple[str, ...] = (),
+        aclfile: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
         tls: RedisTls | None = None,
     ) -> None:
         self.tls = tls
@@ -110,17 +115,26 @@ class RedisServer:
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="leasegate-redis-")
         self.directory = directory or self._tmp.name  # type: ignore[union-attr]
         self.extra_args = extra_args
+        self.aclfile = aclfile
+        self.username, self.password = username, password
         self.port = 0 if unix_socket else free_port()
         self.socket_path = os.path.join(self.directory, "redis.sock")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        return self.url_for(self.username, self.password)
+
+    def url_for(self, username: str | None, password: str | None) -> str:
+        """The server's URL logging in as ``username`` (no credentials when None)."""
+        auth = f"{username}:{password}@" if username and password else ""
         if self.unix_socket:
+            if auth:
+                return f"unix://{auth}{self.socket_path}"
             return f"unix://{self.socket_path}"
         if self.tls:
-            return f"rediss://localhost:{self.port}/0"  # the name the certificate carries
-        return f"redis://127.0.0.1:{self.port}/0"
+            return f"rediss://{auth}localhost:{self.port}/0"  # the name the certificate carries
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self, **options: object) -> redis.Redis:
         if self.tls:  # this client trusts the CA and presents the server's own pair
@@ -143,7 +157,8 @@ class RedisServer:
         return [self.binary, *listen, "--save", "", *persistence, "--dir", self.directory,
                 "--daemonize", "no", "--protected-mode", "no",
                 "--maxmemory-policy", "noeviction", "--loglevel", "warning",
-                "--logfile", os.path.join(self.directory, "redis.log"), *self.extra_args]
+                "--logfile", os.path.join(self.directory, "redis.log"),
+                *(["--aclfile", self.aclfile] if self.aclfile else []), *self.extra_args]
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         if self.process and self.process.poll() is None:
@@ -172,6 +187,8 @@ class RedisServer:
                         return True
                 except redis.exceptions.BusyLoadingError:
                     pass
+                except redis.exceptions.AuthenticationError:
+                    return True  # it answers: ACLs are on and this login is not allowed
                 except redis.exceptions.ConnectionError:
                     pass
                 time.sleep(0.02)  # poll with a deadline: the server gives no readiness signal

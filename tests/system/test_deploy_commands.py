@@ -38,6 +38,13 @@ def deploy_files() -> list[Path]:
                   and "__pycache__" not in p.parts)
 
 
+def users_acl(path: Path) -> None:
+    from leasegate.workers.acl import acl_file
+
+    assert path.read_text() == acl_file("lg", ["celery", "media"]), \
+        f"{rel(path)}: regenerate with python -m leasegate.workers.acl --namespace lg"
+
+
 def test_every_deploy_file_is_read() -> None:
     readers = {
         "Dockerfile": lambda p: dockerfile(),
@@ -46,6 +53,8 @@ def test_every_deploy_file_is_read() -> None:
         # read and checked against the workers' start-up check in test_deploy_rabbitmq.py
         "rabbitmq.compose.yaml": lambda p: yaml.safe_load(p.read_text())["services"],
         "rabbitmq.conf": lambda p: [line.split("=") for line in p.read_text().splitlines()],
+        # the generator's output; loaded into a real Redis by tests/workers/test_acl.py
+        "users.acl": lambda p: users_acl(p),
     }
     for path in deploy_files():
         if path.name in readers:

@@ -1,7 +1,8 @@
 """``celery -A APP leasegate doctor``: one command that checks what leasegate depends on and
-says what is wrong in one line each: Redis (reachable, noeviction, persistence), the artifact
-store, the namespace, the broker (and who holds its queues), and whether this process, the
-live workers and recent runtimes share one secret (their fingerprints in Redis).
+says what is wrong in one line each: Redis (reachable, noeviction, persistence), the Redis user
+(ACL WHOAMI; warned when it has more rights than any role needs), the artifact store, the
+namespace, the broker (and who holds its queues), and whether this process, the live workers
+and recent runtimes share one secret (their fingerprints in Redis).
 Exit 0 when nothing failed (warnings allowed), 1 otherwise."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def doctor(ctx: click.Context) -> None:
     try:
         if not _redis(report, client, config.redis_url):
             raise click.exceptions.Exit(1)
+        _user(report, client)
         _artifacts(report, config.artifact_dir, config.namespace)
         _namespace(report, ctx, client)
         _broker(report, ctx)
@@ -78,6 +80,64 @@ def _redis(report: Report, client: Any, url: str) -> bool:
         report.line("warn", "persist", f"AOF off and RDB save {rdb}: a Redis restart loses "
                     "leases, inboxes and dead letters (deploy/redis.conf turns AOF on)")
     return True
+
+
+ADMIN_COMMANDS = (("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "save"), ("KEYS", "x"),
+                  ("DEBUG", "SLEEP", "0"), ("SHUTDOWN",))
+
+
+def _user(report: Report, client: Any) -> None:
+    """The Redis user in use, and a warning when it holds rights no leasegate role needs."""
+    import redis
+
+    from ...ownership import as_text
+
+    try:
+        name = as_text(client.acl_whoami())
+    except redis.exceptions.NoPermissionError:
+        report.line("warn", "user", "ACL WHOAMI refused: this user cannot say who it is "
+                    "(deploy/users.acl grants +acl|whoami)")
+        return
+    except redis.ResponseError:
+        report.line("warn", "user", "Redis has no ACLs (before 6.0): every client may do "
+                    "anything; deploy/users.acl needs Redis 6+")
+        return
+    try:
+        rules = client.acl_getuser(name)
+    except redis.exceptions.NoPermissionError:  # not an ACL admin: the usual for a role user
+        try:
+            client.config_get("maxmemory")
+        except redis.exceptions.NoPermissionError:
+            report.line("ok", "user", f"{name}: no admin rights (ACL, CONFIG refused)")
+        else:
+            report.line("warn", "user", f"{name} can run CONFIG, which no leasegate role "
+                        "needs: use a role's user from deploy/users.acl")
+        return
+    extra = ["ACL GETUSER"] + [c[0] for c in ADMIN_COMMANDS if _allowed(client, name, c, rules)]
+    patterns = _words(rules.get("keys"))
+    if "~*" in patterns or "*" in patterns or "allkeys" in _words(rules.get("flags")):
+        extra.append("every key (~*)")
+    report.line("warn", "user", f"{name} has more rights than any leasegate role needs: "
+                f"{', '.join(extra)}; use a role's user from deploy/users.acl")
+
+
+def _allowed(client: Any, name: str, command: tuple[str, ...], rules: dict[str, Any]) -> bool:
+    """Whether ``name`` may run ``command`` (ACL DRYRUN on Redis 7; on 6.2, from its rules)."""
+    import redis
+
+    try:
+        return client.execute_command("ACL", "DRYRUN", name, *command) in (b"OK", "OK")
+    except redis.ResponseError:  # Redis 6.2: no DRYRUN
+        commands = _words(rules.get("commands")) + _words(rules.get("categories"))
+        everything = "allcommands" in _words(rules.get("flags")) or "+@all" in commands
+        return everything and f"-{command[0].lower()}" not in commands
+
+
+def _words(value: Any) -> list[str]:
+    """An ACL GETUSER field as words: Redis 7 answers a string, 6.2 a list."""
+    from ...ownership import as_text
+
+    return str(value).split() if isinstance(value, str) else [as_text(v) for v in value or []]
 
 
 def _artifacts(report: Report, artifact_dir: str, namespace: str) -> None:
