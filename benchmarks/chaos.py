@@ -375,21 +375,28 @@ def exempt_after_loss(record: Record) -> set[str]:
                                                                                 ())))}
 
 
+def next_starts(record: Record) -> dict[tuple[str, str], int]:
+    """(session key, run id) -> when the next run of that session key was created."""
+    found: dict[tuple[str, str], int] = {}
+    by_session: dict[str, list[RunRecord]] = {}
+    for rec in record.runs.values():
+        by_session.setdefault(rec.session_key, []).append(rec)
+    for runs in by_session.values():
+        # two starts can share a millisecond: the fence (issued in order) breaks the tie
+        runs.sort(key=lambda x: (x.created_ms or 0, x.fence))
+        for older, newer in itertools.pairwise(runs):
+            if newer.created_ms is not None:
+                found[(older.session_key, older.run_id)] = newer.created_ms
+    return found
+
+
 def check(client: Client, record: Record) -> Findings:
     r, ns, out = client.redis, client.keys.namespace, Findings()
     exempt = exempt_after_loss(record)
     no_verdict: list[str] = []
     malformed: list[bytes] = []
     places: dict[str, list[str]] = {cb: [] for cb in record.callbacks}
-    next_start: dict[tuple[str, str], int] = {}
-    by_session: dict[str, list[RunRecord]] = {}
-    for rec in record.runs.values():
-        by_session.setdefault(rec.session_key, []).append(rec)
-    for runs in by_session.values():
-        runs.sort(key=lambda x: x.created_ms or 0)
-        for older, newer in itertools.pairwise(runs):
-            if newer.created_ms is not None:
-                next_start[(older.session_key, older.run_id)] = newer.created_ms
+    next_start = next_starts(record)
 
     for key in r.scan_iter(match=f"{ns}:{{*}}:run:*:inbox", count=1000):
         match = INBOX_KEY.match(key.decode())

@@ -95,3 +95,14 @@ def test_a_receipt_inside_the_loss_window_exempts_its_callback() -> None:
     record.loss = Loss(mark_ms=at + 50, killed_ms=at + 100, restarted_ms=at + 2000,
                        cut_bytes=1, mark_survived=True)
     assert exempt_after_loss(record) == set()  # taken before the window: the take survived
+
+
+def test_runs_started_in_the_same_millisecond_are_ordered_by_fence() -> None:
+    from benchmarks.chaos import Record, RunRecord, next_starts
+
+    record = Record()
+    later = RunRecord("cron:job-47", "b" * 32, "p", "finish", fence=3, created_ms=1000)
+    earlier = RunRecord("cron:job-47", "a" * 32, "p", "finish", fence=2, created_ms=1000)
+    record.runs = {("cron:job-47", r.run_id): r for r in (later, earlier)}  # later first
+    starts = next_starts(record)
+    assert starts == {("cron:job-47", "a" * 32): 1000}  # fence 3 has no successor
