@@ -41,3 +41,19 @@ def test_a_worker_over_tls_delivers_a_real_image(tls_worker: tuple[WorkerProcess
     assert "redis://" not in worker.log().replace("rediss://", "")  # never fell back to clear
     run.release("completed")
     client.redis.close()
+
+
+def test_doctor_reaches_a_tls_store_and_broker(tls_worker: tuple[WorkerProcess, str],
+                                               redis_server: RedisServer) -> None:
+    """The operator's check speaks TLS to both, with the same LEASEGATE_REDIS_TLS_* files."""
+    import os
+    import subprocess
+    import sys
+
+    worker, _ = tls_worker
+    env = {**os.environ, **{k: v for k, v in worker.env.items() if k.startswith("LEASEGATE_")}}
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "leasegate.workers",
+                           "leasegate", "doctor"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    broker = next((line for line in done.stdout.splitlines() if " broker" in line), "")
+    assert broker.startswith("ok") and "rediss://" in broker, done.stdout + done.stderr

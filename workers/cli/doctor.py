@@ -196,7 +196,10 @@ def _broker(report: Report, ctx: click.Context) -> None:
     if url.startswith(("redis://", "rediss://")):
         import redis
 
-        broker = redis.Redis.from_url(url)
+        from ...ownership import is_tls, redis_tls_options
+
+        # a rediss:// broker is reached with the same LEASEGATE_REDIS_TLS_* files as the store
+        broker = redis.Redis.from_url(url, **(redis_tls_options() if is_tls(url) else {}))
         try:
             held = broker.get(claim_key(config.media_queue))
         finally:
