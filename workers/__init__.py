@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .cli.common import age  # an age in words, as the CLI and the console say it
     from .cli.demo import main  # the `leasegate` script's commands other than serve
     from .config import ConfigError, WorkerConfig
     from .default_app import app
@@ -36,11 +37,11 @@ _HOMES = {"app": ".default_app", "ConfigError": ".config", "WorkerConfig": ".con
           "install": ".installation", "OwnedContext": ".tasks", "OwnedResult": ".tasks",
           "OwnedTask": ".tasks", "owned_task": ".tasks", "BadRequest": ".tasks",
           "Cancelled": ".tasks", "CancelToken": ".tasks", "TaskError": ".tasks",
-          "TransientError": ".tasks", "main": ".cli.demo"}
+          "TransientError": ".tasks", "main": ".cli.demo", "age": ".cli.common"}
 
 __all__ = ["BadRequest", "CancelToken", "Cancelled", "ConfigError", "OwnedContext",
            "OwnedResult", "OwnedTask", "TaskError", "TransientError", "WorkerConfig", "app",
-           "install", "main", "owned_task"]
+           "age", "install", "main", "owned_task"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ...workers import age
 from ..auth import COOKIE, COOKIE_TTL, LOCAL, csrf_token, identify, issue_cookie
 from ..errors import ApiError
 from ..state import Gateway
@@ -22,19 +23,6 @@ HERE = Path(__file__).parent
 TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"),
                         autoescape=select_autoescape(["html"]), trim_blocks=True,
                         lstrip_blocks=True)
-
-
-def age(seconds: float | None) -> str:
-    """'just now', '42 s ago', '3 min ago', '5 h ago', '2 days ago' (as the CLI says it)."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return "just now"
-    for limit, unit, size in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600)):
-        if seconds < limit:
-            return f"{int(seconds // size)} {unit} ago"
-    days = int(seconds // 86400)
-    return f"{days} day{'s' if days != 1 else ''} ago"
 
 
 def at(epoch: float | None) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from .gateway import TOKENS
+from .helpers import wait_for_value
 
 T = TypeVar("T")
 INSTALL = "apt-get install -y chromium chromium-driver"
@@ -45,15 +45,9 @@ def chromium(width: int = 1400, height: int = 900) -> WebDriver:
 
 def wait_for(condition: Callable[[], T | None], timeout: float = 20.0,
              message: str = "the page") -> T:
-    """Poll ``condition`` (a DOM question) until it answers; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.05)  # polling pace: the DOM gives no event to block on from here
+    """Poll ``condition`` (a DOM question: no event to block on from here) until it answers;
+    fail after ``timeout``."""
+    return wait_for_value(condition, timeout, 0.05, message)
 
 
 def log_in(driver: WebDriver, base_url: str, role: str = "operator") -> None:

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
 from leasegate.ownership import Lease, Registry, RunState, RunStatus
 
+T = TypeVar("T")
+
+
+def wait_for_value(condition: Callable[[], T | None], timeout: float = 5.0,
+                   interval: float = 0.01, message: str = "condition") -> T:
+    """Poll ``condition`` until it answers something true and return that answer; fail after
+    ``timeout`` seconds of monotonic time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)  # polling pace, not synchronisation: the condition decides
+
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0,
                interval: float = 0.01, message: str = "condition") -> None:
     """Poll ``predicate`` until it is true; fail after ``timeout`` seconds of monotonic time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)  # polling pace, not synchronisation: the predicate decides
+    wait_for_value(predicate, timeout, interval, message)
 
 
 def wait_for_state(registry: Registry, lease: Lease, state: RunState,
