@@ -25,7 +25,7 @@ from .envelope import (
     as_keyring,
     digest_args,
 )
-from .keys import BrokerKeys
+from .keys import BrokerKeys, raw_shard
 from .records import pack_body
 from .settings import Settings
 
@@ -152,8 +152,8 @@ class Gate:
         sk, run_id = env.session_key, env.run_id
         k = self.keys
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
-                k.pending(sk, run_id), k.callback(sk, run_id, env.callback_id), k.dead_letters,
-                k.metrics, k.pending_index]
+                k.pending(sk, run_id), k.callback(sk, run_id, env.callback_id),
+                *k.shard_keys(sk)]
         s = self.settings
         args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
                 env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
@@ -170,8 +170,9 @@ class Gate:
         """Dead-letter input that never became a trustworthy envelope, raw bytes kept (capped)."""
         raw = wire if isinstance(wire, bytes) else repr(wire).encode()
         claimed = getattr(error, "claimed", None) or {}
-        keys = [self.keys.dead_letters, self.keys.raw_memo(hashlib.sha256(raw).hexdigest()),
-                self.keys.metrics]
+        digest = hashlib.sha256(raw).hexdigest()
+        shard = raw_shard(digest)
+        keys = [self.keys.dead_letters(shard), self.keys.raw_memo(digest), self.keys.metrics(shard)]
         args = [error.reason, str(error), raw[:RAW_CAP], len(raw),
                 int(self.settings.dlq_max_age * 1000), self.settings.dlq_max_len,
                 str(claimed.get("session_key", "")), str(claimed.get("tool", "")),

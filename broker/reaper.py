@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from ..ownership import Scripts, as_text, server_time_ms, unavailable_as_error
+from ..ownership import Scripts, as_text, server_time_ms, shard_of, unavailable_as_error
 from .keys import BrokerKeys
 from .settings import Settings
 
@@ -46,7 +46,6 @@ class Reaper:
         self.keys = keys
         self.scripts = scripts
         self.settings = settings
-        self.index = keys.pending_index
 
     @classmethod
     def for_client(cls, client: Any) -> Reaper:
@@ -62,23 +61,30 @@ class Reaper:
                 or not 1 <= limit <= MAX_REAP_LIMIT:
             raise ValueError(f"limit must be an int in 1..{MAX_REAP_LIMIT}, got {limit!r}")
         with unavailable_as_error():
-            due = self.client.zrangebyscore(self.index, "-inf",
-                                            server_time_ms(self.client) - grace_ms,
-                                            start=0, num=limit)
-        return sum(self._settle(as_text(member), grace_ms) for member in due)
+            cutoff = server_time_ms(self.client) - grace_ms
+            pipe = self.client.pipeline(transaction=False)
+            for shard in self.keys.shards:
+                pipe.zrangebyscore(self.keys.pending_index(shard), "-inf", cutoff,
+                                   start=0, num=limit, withscores=True)
+            replies: list[Any] = pipe.execute()
+        # earliest deadline first over every shard, at most limit of them
+        due = sorted((score, shard, as_text(member)) for shard, rows in enumerate(replies)
+                     for member, score in rows)[:limit]
+        return sum(self._settle(shard, member, grace_ms) for _, shard, member in due)
 
-    def _settle(self, member: str, grace_ms: int) -> int:
+    def _settle(self, shard: int, member: str, grace_ms: int) -> int:
+        index = self.keys.pending_index(shard)
         parts = member.split(SEPARATOR)
-        if len(parts) != 3 or not all(parts):
-            log.warning("pending index member %r is not <sk>\\n<run>\\n<callback>: removed",
-                        member)
+        if len(parts) != 3 or not all(parts) or shard_of(parts[0]) != shard:
+            log.warning("pending index member %r is not <sk>\\n<run>\\n<callback> of this "
+                        "shard: removed", member)
             with unavailable_as_error():
-                self.client.zrem(self.index, member)
+                self.client.zrem(index, member)
             return 0
         sk, run_id, cb = parts
         k, s = self.keys, self.settings
-        keys = [self.index, k.pending(sk, run_id), k.callback(sk, run_id, cb), k.run(sk, run_id),
-                k.dead_letters, k.metrics]
+        keys = [index, k.pending(sk, run_id), k.callback(sk, run_id, cb), k.run(sk, run_id),
+                k.dead_letters(shard), k.metrics(shard)]
         with unavailable_as_error():
             outcome, letter = self.scripts("reap", keys, [
                 member, sk, run_id, cb, grace_ms, s.memo_ttl_ms, int(s.dlq_max_age * 1000),

@@ -31,6 +31,7 @@ from ..ownership import (
     check_seconds,
     connect,
     server_time_ms,
+    shard_of,
     unavailable_as_error,
 )
 from .deadletters import DeadLetters
@@ -260,9 +261,10 @@ class Run:
         keys = self.client.keys
         sk, run_id = self.session_key, self.run_id
         pending, requests = keys.pending(sk, run_id), keys.requests(sk, run_id)
+        index = keys.pending_index(shard_of(sk))
         with unavailable_as_error():
             reply = self.client.scripts(
-                "submit", [keys.run(sk, run_id), pending, requests, keys.pending_index],
+                "submit", [keys.run(sk, run_id), pending, requests, index],
                 [self.fence, callback_id, tool, request_id, round(deadline * 1000), sk, run_id,
                  self.lease.incarnation])
         if int(reply[0]) == ErrorCode.CALLBACK_ID_USED:
@@ -278,7 +280,7 @@ class Run:
             # never sent: not pending, and the id is free again
             self.client.redis.hdel(pending, callback_id)
             self.client.redis.hdel(requests, callback_id)
-            self.client.redis.zrem(keys.pending_index, f"{sk}\n{run_id}\n{callback_id}")
+            self.client.redis.zrem(index, f"{sk}\n{run_id}\n{callback_id}")
             raise
         return callback_id
 

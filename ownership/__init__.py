@@ -18,7 +18,7 @@ from .connection import (
 from .durability import Durability, NotDurable, confirm
 from .errors import LeaseHeld, LeaseLost, OwnershipError, RegistryUnavailable
 from .holding import HeldLease
-from .keys import Keys, check_run_id, check_session_key
+from .keys import SHARDS, Keys, check_run_id, check_session_key, shard_of
 from .lease import Lease, RunState, RunStatus
 from .registry import Outcome, Policy, Registry, status_from_reply
 from .scripts import LUA_INCLUDES, Scripts
@@ -48,6 +48,8 @@ __all__ = [
     "confirm",
     # keys and names
     "Keys",
+    "SHARDS",
+    "shard_of",
     "check_run_id",
     "check_session_key",
     # checks the layers above share

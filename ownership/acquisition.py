@@ -26,10 +26,10 @@ class Acquisition:
     retention_ms: int
     generated: bool
     incarnation: str     # random nonce of this acquire: an identity no data loss reissues
-    fence_key: str       # <ns>:{<sk>}:fence
-    owner_key: str       # <ns>:{<sk>}:owner
-    run_key: str         # <ns>:{<sk>}:run:<run id>
-    run_prefix: str      # <ns>:{<sk>}:run:  (the Lua reaches the previous run's record by it)
+    fence_key: str       # <ns>:{<shard>}:{<sk>}:fence
+    owner_key: str       # <ns>:{<shard>}:{<sk>}:owner
+    run_key: str         # <ns>:{<shard>}:{<sk>}:run:<run id>
+    run_prefix: str      # <ns>:{<shard>}:{<sk>}:run:  (the Lua reaches the previous run's record by it)
 
     @property
     def keys(self) -> list[str]:

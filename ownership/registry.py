@@ -22,7 +22,7 @@ from .connection import as_text, connect, glob_escape, unavailable_as_error
 from .durability import Durability
 from .errors import LeaseHeld, LeaseLost
 from .holding import HeldLease
-from .keys import Keys, check_run_id, check_session_key
+from .keys import Keys, check_run_id, check_session_key, shard_of
 from .lease import OUTCOMES, POLICIES, Lease, RunState, RunStatus
 from .scripts import Scripts
 from .seconds import to_ms
@@ -151,7 +151,7 @@ class Registry:
 
     def _extend(self, lease: Lease, state: str, duration_ms: int) -> Lease:
         run_key, owner, *companions = self.run_keys(lease.session_key, lease.run_id)
-        keys = [run_key, owner, self.keys.metrics, *companions]
+        keys = [run_key, owner, self.keys.metrics(shard_of(lease.session_key)), *companions]
         with unavailable_as_error():
             reply = self.scripts("extend", keys, [lease.fence, state, duration_ms,
                                                   self.retention_ms, lease.incarnation])
@@ -198,15 +198,14 @@ class Registry:
 
         A SCAN over the namespace: for operators and exporters, never the delivery path.
         """
-        ns = glob_escape(self.namespace)
         sk = glob_escape(session_key) if session_key else "*"
         rid = glob_escape(run_id) if run_id else "*"
+        pattern = self.keys.session_pattern(sk, f"run:{rid}")
         with unavailable_as_error():
-            for raw in self.client.scan_iter(match=f"{ns}:{{{sk}}}:run:{rid}", count=1000,
-                                             _type="hash"):
-                _, _, rest = as_text(raw).partition(":{")
-                found_sk, _, tail = rest.rpartition("}:run:")
-                if found_sk and tail and ":" not in tail:  # companions are not runs
+            for raw in self.client.scan_iter(match=pattern, count=1000, _type="hash"):
+                found_sk, rest = self.keys.split_session_key(as_text(raw))
+                tail = rest.removeprefix("run:")
+                if tail != rest and tail and ":" not in tail:  # companions are not runs
                     yield found_sk, tail
 
     def hold(self, session_key: str, ttl: float = 30.0, policy: Policy = "supersede",

@@ -4,8 +4,8 @@
   a crash leaves it either pending (handed over again) or archived and acknowledged.
 
   Input:
-    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:stats)
-    KEYS[2] letter        <ns>:dlq:letter:<dead-letter id>
+    KEYS[1] dead letters  <ns>:{<shard>}:dlq                  (stream; also <ns>:{<shard>}:dlq:stats)
+    KEYS[2] letter        <ns>:{<shard>}:dlq:letter:<dead-letter id>
 
     ARGV[1] consumer group   ARGV[2] dead-letter id (= its stream entry id)   ARGV[3] by (who)
     ARGV[4] note (the consumer's name)

@@ -3,10 +3,10 @@
   minutes, and between steps while they work. The same rule (includes/admission.lua) and clock as deliver-9.lua.
 
   Input:
-    KEYS[1] run record     <ns>:{<sk>}:run:<run id>
-    KEYS[2] owner pointer  <ns>:{<sk>}:owner
-    KEYS[3] callback memo  <ns>:{<sk>}:run:<run id>:cb:<callback id>
-    KEYS[4] inbox          <ns>:{<sk>}:run:<run id>:inbox
+    KEYS[1] run record     <ns>:{<shard>}:{<sk>}:run:<run id>
+    KEYS[2] owner pointer  <ns>:{<shard>}:{<sk>}:owner
+    KEYS[3] callback memo  <ns>:{<shard>}:{<sk>}:run:<run id>:cb:<callback id>
+    KEYS[4] inbox          <ns>:{<shard>}:{<sk>}:run:<run id>:inbox
 
     ARGV[1] fence   ARGV[2] deadline (ms, server time)   ARGV[3] run id   ARGV[4] incarnation
 

@@ -4,8 +4,8 @@
   indexes. Whatever artifacts only it referenced become collectable.
 
   Input:
-    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:idx:*, <ns>:dlq:stats)
-    KEYS[2] letter        <ns>:dlq:letter:<dead-letter id>
+    KEYS[1] dead letters  <ns>:{<shard>}:dlq                  (stream; also <ns>:{<shard>}:dlq:idx:*, <ns>:{<shard>}:dlq:stats)
+    KEYS[2] letter        <ns>:{<shard>}:dlq:letter:<dead-letter id>
 
     ARGV[1] dead-letter id   ARGV[2] by (who)   ARGV[3] tombstone ttl (ms)   ARGV[4] note
     ARGV[5] request id ('' for none): a client's retry of this same request is answered as

@@ -3,7 +3,7 @@
   here, on server time, so that a letter that changed since it was chosen is left alone.
 
   Input:
-    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:letter:*, idx:*, stats)
+    KEYS[1] dead letters  <ns>:{<shard>}:dlq                  (stream; also <ns>:{<shard>}:dlq:letter:*, idx:*, stats)
 
     ARGV[1] by (who)      ARGV[2] tombstone ttl (ms)
     ARGV[3] older than (ms; '' for any age)

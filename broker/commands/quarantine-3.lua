@@ -3,9 +3,9 @@
   Nothing in them can be trusted to name a run, so they can only go to the dead letters.
 
   Input:
-    KEYS[1] dead letters   <ns>:dlq                       (stream; also touches <ns>:dlq:*)
-    KEYS[2] raw memo       <ns>:dlq:raw:<sha256 of the raw bytes>  (one letter per distinct input)
-    KEYS[3] counters       <ns>:metrics   (quarantined:<reason>:unverified)
+    KEYS[1] dead letters   <ns>:{<shard>}:dlq                       (stream; also touches <ns>:{<shard>}:dlq:*)
+    KEYS[2] raw memo       <ns>:{<shard>}:dlq:raw:<sha256 of the raw bytes>  (one letter per distinct input)
+    KEYS[3] counters       <ns>:{<shard>}:metrics   (quarantined:<reason>:unverified)
 
     ARGV[1] reason 'malformed' | 'bad_signature'   ARGV[2] detail (the decoder's message)
     ARGV[3] raw bytes (already capped)              ARGV[4] raw size before capping

@@ -5,12 +5,12 @@
   late worker's delivery a repeat that changes nothing.
 
   Input:
-    KEYS[1] pending index   <ns>:pending                        (zset member -> deadline ms)
-    KEYS[2] pending         <ns>:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
+    KEYS[1] pending index   <ns>:{<shard>}:pending                        (zset member -> deadline ms)
+    KEYS[2] pending         <ns>:{<shard>}:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
     KEYS[3] callback memo   the gate's memo of this callback    (the first verdict)
-    KEYS[4] run record      <ns>:{<sk>}:run:<run id>            (its state, for the record)
-    KEYS[5] dead letters    <ns>:dlq                            (stream; also touches <ns>:dlq:*)
-    KEYS[6] counters        <ns>:metrics   (quarantined:no_verdict:<tool>)
+    KEYS[4] run record      <ns>:{<shard>}:{<sk>}:run:<run id>            (its state, for the record)
+    KEYS[5] dead letters    <ns>:{<shard>}:dlq                            (stream; also touches <ns>:{<shard>}:dlq:*)
+    KEYS[6] counters        <ns>:{<shard>}:metrics   (quarantined:no_verdict:<tool>)
 
     ARGV[1] index member '<sk>\n<run id>\n<callback id>'
     ARGV[2] session key     ARGV[3] run id      ARGV[4] callback id

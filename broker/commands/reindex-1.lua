@@ -5,7 +5,7 @@
   cannot slip in between.
 
   Input:
-    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:letter:*, idx:*)
+    KEYS[1] dead letters  <ns>:{<shard>}:dlq                  (stream; also <ns>:{<shard>}:dlq:letter:*, idx:*)
     ARGV[1..] dead-letter ids
 
   Output: the number of held letters indexed

@@ -4,11 +4,11 @@
   the stream and the indexes, now 'redelivered', so it can never be replayed twice.
 
   Input:
-    KEYS[1] dead letters   <ns>:dlq                            (stream; also <ns>:dlq:stats)
-    KEYS[2] letter         <ns>:dlq:letter:<dead-letter id>
-    KEYS[3] target run     <ns>:{<sk>}:run:<run id>
-    KEYS[4] target inbox   <ns>:{<sk>}:run:<run id>:inbox      (stream)
-    KEYS[5] target resume  <ns>:{<sk>}:run:<run id>:resume     (list)
+    KEYS[1] dead letters   <ns>:{<shard>}:dlq                            (stream; also <ns>:{<shard>}:dlq:stats)
+    KEYS[2] letter         <ns>:{<shard>}:dlq:letter:<dead-letter id>
+    KEYS[3] target run     <ns>:{<shard>}:{<sk>}:run:<run id>
+    KEYS[4] target inbox   <ns>:{<shard>}:{<sk>}:run:<run id>:inbox      (stream)
+    KEYS[5] target resume  <ns>:{<shard>}:{<sk>}:run:<run id>:resume     (list)
 
     ARGV[1] dead-letter id   ARGV[2] target session key   ARGV[3] target run id
     ARGV[4] by (who)         ARGV[5] request id ('' for none): a client's retry of this

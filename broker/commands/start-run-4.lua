@@ -3,10 +3,10 @@
   callback can ever be entry 1 of a run.
 
   Input:
-    KEYS[1] fence counter   <ns>:{<sk>}:fence
-    KEYS[2] owner pointer   <ns>:{<sk>}:owner
-    KEYS[3] run record      <ns>:{<sk>}:run:<run id>
-    KEYS[4] inbox           <ns>:{<sk>}:run:<run id>:inbox
+    KEYS[1] fence counter   <ns>:{<shard>}:{<sk>}:fence
+    KEYS[2] owner pointer   <ns>:{<shard>}:{<sk>}:owner
+    KEYS[3] run record      <ns>:{<shard>}:{<sk>}:run:<run id>
+    KEYS[4] inbox           <ns>:{<shard>}:{<sk>}:run:<run id>:inbox
 
     ARGV[1..7] as acquire-3.lua: run key prefix, session key, run id, ttl (ms), policy,
                retention (ms), incarnation

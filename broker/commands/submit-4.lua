@@ -4,10 +4,10 @@
   for a callback id this run already used, unless it is the same request retried.
 
   Input:
-    KEYS[1] run record     <ns>:{<sk>}:run:<run id>
-    KEYS[2] pending        <ns>:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
-    KEYS[3] requests       <ns>:{<sk>}:run:<run id>:requests   (hash callback id -> '<request id> <now>')
-    KEYS[4] pending index  <ns>:pending   (sorted set '<sk>\n<run id>\n<callback id>' by deadline ms)
+    KEYS[1] run record     <ns>:{<shard>}:{<sk>}:run:<run id>
+    KEYS[2] pending        <ns>:{<shard>}:{<sk>}:run:<run id>:pending    (hash callback id -> tool)
+    KEYS[3] requests       <ns>:{<shard>}:{<sk>}:run:<run id>:requests   (hash callback id -> '<request id> <now>')
+    KEYS[4] pending index  <ns>:{<shard>}:pending   (sorted set '<sk>\n<run id>\n<callback id>' by deadline ms)
 
     ARGV[1] fence   ARGV[2] callback id   ARGV[3] tool   ARGV[4] request id (fresh per submit call)
     ARGV[5] deadline duration (ms)        ARGV[6] session key   ARGV[7] run id

@@ -4,7 +4,7 @@
   on every quarantine).
 
   Input:
-    KEYS[1] dead letters  <ns>:dlq                  (stream; also <ns>:dlq:letter:*, idx:*, stats)
+    KEYS[1] dead letters  <ns>:{<shard>}:dlq                  (stream; also <ns>:{<shard>}:dlq:letter:*, idx:*, stats)
 
     ARGV[1] max age (ms)   ARGV[2] max count   ARGV[3] most tombstones this call
 

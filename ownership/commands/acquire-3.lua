@@ -2,11 +2,11 @@
   Acquire a lease for a new run of a session key and give it the next fencing token.
 
   Input:
-    KEYS[1] fence counter    <ns>:{<sk>}:fence   (never expires: a reset would let an old token match)
-    KEYS[2] owner pointer    <ns>:{<sk>}:owner   (run id of the latest run)
-    KEYS[3] run record       <ns>:{<sk>}:run:<run id>
+    KEYS[1] fence counter    <ns>:{<shard>}:{<sk>}:fence   (never expires: a reset would let an old token match)
+    KEYS[2] owner pointer    <ns>:{<shard>}:{<sk>}:owner   (run id of the latest run)
+    KEYS[3] run record       <ns>:{<shard>}:{<sk>}:run:<run id>
 
-    ARGV[1] run key prefix   <ns>:{<sk>}:run:    (to reach the previous owner's record, same slot)
+    ARGV[1] run key prefix   <ns>:{<shard>}:{<sk>}:run:    (to reach the previous owner's record, same slot)
     ARGV[2] session key
     ARGV[3] run id
     ARGV[4] ttl (ms)

@@ -3,9 +3,9 @@
   (alive without heartbeats until a deadline).
 
   Input:
-    KEYS[1]     run record   <ns>:{<sk>}:run:<run id>
-    KEYS[2]     owner pointer <ns>:{<sk>}:owner
-    KEYS[3]     counters      <ns>:metrics   (renew_failed:<reason> moves on every refusal)
+    KEYS[1]     run record   <ns>:{<shard>}:{<sk>}:run:<run id>
+    KEYS[2]     owner pointer <ns>:{<shard>}:{<sk>}:owner
+    KEYS[3]     counters      <ns>:{<shard>}:metrics   (renew_failed:<reason> moves on every refusal)
     KEYS[4..n]  companion keys of the run (inbox, resume signals, ...): same expiry as the record
 
     ARGV[1] fence the caller holds

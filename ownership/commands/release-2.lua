@@ -2,8 +2,8 @@
   Release a run: it ended with an outcome. Idempotent.
 
   Input:
-    KEYS[1]     run record    <ns>:{<sk>}:run:<run id>
-    KEYS[2]     owner pointer <ns>:{<sk>}:owner
+    KEYS[1]     run record    <ns>:{<shard>}:{<sk>}:run:<run id>
+    KEYS[2]     owner pointer <ns>:{<shard>}:{<sk>}:owner
     KEYS[3..n]  companion keys of the run: kept for the retention from now on
 
     ARGV[1] run id

@@ -2,7 +2,7 @@
   Read a run record together with the server time that decides whether it has expired.
 
   Input:
-    KEYS[1] run record <ns>:{<sk>}:run:<run id>
+    KEYS[1] run record <ns>:{<shard>}:{<sk>}:run:<run id>
 
   Output:
     {now_ms, effective_state, field1, value1, ...}   effective_state 'unknown' with no fields when gone

@@ -1,7 +1,7 @@
--- Dead letters: one stream for the deployment (<ns>:dlq) in arrival order, a hash per letter
--- (<ns>:dlq:letter:<id>) with the full record and its history, sorted-set indexes by reason,
+-- Dead letters: one stream per shard (<ns>:{<shard>}:dlq) in arrival order, a hash per letter
+-- (<ns>:{<shard>}:dlq:letter:<id>) with the full record and its history, sorted-set indexes by reason,
 -- session key, tool, kind and held state (score: quarantined ms) for filtered listing, and counters
--- (<ns>:dlq:stats). dead_letters is '<ns>:dlq': the stream's key, and the prefix of the others.
+-- (<ns>:{<shard>}:dlq:stats). dead_letters is '<ns>:{<shard>}:dlq': the stream's key, and the prefix of the others.
 
 local function letter_key(dead_letters, id) return dead_letters .. ':letter:' .. id end
 
@@ -59,8 +59,25 @@ end
 
 -- Quarantine one item. fields: flat list of letter fields (without id/state/history).
 -- Returns the dead-letter id.
+-- A letter id is a stream id '<ms>-<seq>' whose seq is its shard modulo SHARDS, so the id alone
+-- names the shard that holds it (no lookup across shards). The shard's number leads its hash tag.
+local SHARDS = 32
+local function next_letter_id(dead_letters, now)
+  local seq = tonumber(string.match(dead_letters, ':{(%d+)%.'))
+  local ms = now
+  local last = redis.call('HGET', dead_letters .. ':stats', 'last_id')
+  if last then
+    local last_ms, last_seq = string.match(last, '^(%d+)-(%d+)$')
+    if tonumber(last_ms) >= now then ms, seq = tonumber(last_ms), tonumber(last_seq) + SHARDS end
+  end
+  local id = string.format('%d-%d', ms, seq)
+  redis.call('HSET', dead_letters .. ':stats', 'last_id', id)
+  return id
+end
+
 local function dead_letter(dead_letters, reason, sk, tool, fields, now, max_age_ms, max_len)
-  local id = redis.call('XADD', dead_letters, '*', 'reason', reason, 'sk', sk or '', 'tool', tool or '')
+  local id = redis.call('XADD', dead_letters, next_letter_id(dead_letters, now), 'reason', reason,
+                        'sk', sk or '', 'tool', tool or '')
   local key = letter_key(dead_letters, id)
   redis.call('HSET', key, 'id', id, 'reason', reason, 'sk', sk or '', 'tool', tool or '',
              'quarantined', now, unpack(fields))
