@@ -29,7 +29,7 @@ class Acquisition:
     fence_key: str       # <ns>:{<shard>}:{<sk>}:fence
     owner_key: str       # <ns>:{<shard>}:{<sk>}:owner
     run_key: str         # <ns>:{<shard>}:{<sk>}:run:<run id>
-    run_prefix: str      # <ns>:{<shard>}:{<sk>}:run:  (the Lua reaches the previous run's record by it)
+    run_prefix: str      # <ns>:{<shard>}:{<sk>}:run:  (the Lua reaches earlier runs by it)
 
     @property
     def keys(self) -> list[str]:

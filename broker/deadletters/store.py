@@ -1,9 +1,10 @@
 """``DeadLetters``: the operator's API over every callback that could not be delivered, kept
 with its reason and history: list, show, replay, discard, purge, sweep, drain, stats.
 
-Layout (see includes/deadLetter.lua): the stream <ns>:{<shard>}:dlq orders letters by arrival, the hash
-<ns>:{<shard>}:dlq:letter:<id> holds each letter, <ns>:{<shard>}:dlq:idx:{reason,sk,tool,kind,state}:<value>
-index them (sorted sets scored by quarantine ms; state: held states only). A letter is *held*
+Layout (see includes/deadLetter.lua), per shard (ownership/keys.py): the stream
+<ns>:{<shard>}:dlq orders letters by arrival, the hash <ns>:{<shard>}:dlq:letter:<id> holds each
+letter, <ns>:{<shard>}:dlq:idx:{reason,sk,tool,kind,state}:<value> index them (sorted sets scored by
+quarantine ms; state: held states only). A letter is *held*
 (in the stream and indexes) while quarantined, redelivered or archived; expired and discarded
 ones are tombstones: record and history only, kept for max-age. Every state change is one Lua
 script on Redis server time.
