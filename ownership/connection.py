@@ -32,7 +32,10 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
     password is the primary's (the sentinels' own connections carry only the timeouts).
 
     ``rediss://``: TLS with the ``LEASEGATE_REDIS_TLS_*`` files (ownership/tls.py), unless
-    ``options`` name their own ``ssl_*``."""
+    ``options`` name their own ``ssl_*``.
+
+    ``redis://`` or ``rediss://`` of any node of a Redis Cluster: a ``redis.RedisCluster``
+    (typed as ``redis.Redis``: leasegate uses the commands both have)."""
     policy: dict[str, Any] = dict(
         socket_timeout=socket_timeout, socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
@@ -50,7 +53,26 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
         return client
     if is_tls(url):
         options = {**redis_tls_options(), **options}
-    return redis.Redis.from_url(url, **policy, **options)
+    client = redis.Redis.from_url(url, **policy, **options)
+    if not is_cluster(client):
+        return client
+    client.close()
+    # any node's URL: the cluster client learns the others from it (CLUSTER SLOTS) and follows
+    # MOVED/ASK; each script names keys of one slot (ownership/keys.py), so it runs on one node
+    cluster: Any = redis.RedisCluster.from_url(url, **policy, **options)
+    return cluster  # type: ignore[no-any-return]
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is, or talks to a node of, a Redis Cluster. A node that cannot be
+    asked now (down, or INFO refused by ACL) counts as standalone: cluster mode is decided when
+    the client is made, so make clients once the cluster is up."""
+    if isinstance(client, redis.RedisCluster):
+        return True
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.exceptions.RedisError:
+        return False
 
 
 def wait_slice(client: redis.Redis) -> float:
@@ -58,7 +80,9 @@ def wait_slice(client: redis.Redis) -> float:
     ``client``: a quarter of its socket timeout, at most MAX_WAIT_SLICE. A longer wait is
     several such calls, so the socket timeout never fires while Redis is only waiting (a
     client timeout would drop the connection, and what it popped with it)."""
-    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    kwargs = (client.get_connection_kwargs() if isinstance(client, redis.RedisCluster)
+              else client.connection_pool.connection_kwargs)
+    timeout = kwargs.get("socket_timeout")
     if not timeout:
         return MAX_WAIT_SLICE
     return min(MAX_WAIT_SLICE, float(timeout) / 4)

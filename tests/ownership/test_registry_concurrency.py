@@ -100,11 +100,11 @@ datetime.datetime = SkewedDatetime
 
 url, namespace, root_dir = sys.argv[1:4]
 sys.path.insert(0, root_dir)
-import redis
+from leasegate.ownership import connect
 from tests.support.helpers import registry_verdicts, server_time
 from leasegate.ownership import Registry
 
-client = redis.Redis.from_url(url)
+client = connect(url)  # a cluster client on a cluster node URL
 verdicts = registry_verdicts(Registry(client, namespace), client)
 skew = time.time() - server_time(client)
 dt_skew = datetime.datetime.now().timestamp() - server_time(client)
