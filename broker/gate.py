@@ -136,7 +136,7 @@ class Gate:
                               int(reply[2]) == 1)
         if admission.repeat:  # a redelivered message is acknowledged on this answer
             confirm(self.client, self.scripts.durability,
-                    f"the verdict of callback {env.callback_id}")
+                    f"the verdict of callback {env.callback_id}", keys[2])
         return admission
 
     def open(self, wire: bytes, task_args: Mapping[str, Any] | None = None) -> VerifiedEnvelope:

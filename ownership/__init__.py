@@ -6,6 +6,7 @@ imported by name where it is needed.
 """
 
 from .acquisition import Acquisition
+from .async_connection import connect_async
 from .codes import ErrorCode
 from .connection import (
     as_text,
@@ -60,6 +61,7 @@ __all__ = [
     "Scripts",
     "as_text",
     "connect",
+    "connect_async",
     "glob_escape",
     "server_time_ms",
     "unavailable_as_error",

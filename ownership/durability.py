@@ -12,7 +12,9 @@ WAIT covered yet (docs/failure-modes.md says what it buys).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,9 +94,10 @@ def durable_call(client: redis.Redis, durability: Durability, script: Any, keys:
                  args: list[Any]) -> Any:
     """Run ``script`` (a redis-py Script), then barrier and WAIT on the same connection; its
     reply, or NotDurable when fewer replicas than wanted acknowledged it."""
+    client, cluster = on_primary(client, keys[0] if keys else None)
     for attempt in range(2):
         pipe: Any
-        with client.pipeline(transaction=False) as pipe:
+        with refreshed_on_move(cluster), client.pipeline(transaction=False) as pipe:
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             pipe.execute_command("PUBLISH", BARRIER_CHANNEL, "")
             pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
@@ -110,13 +113,17 @@ def durable_call(client: redis.Redis, durability: Durability, script: Any, keys:
     raise AssertionError("unreachable")
 
 
-def confirm(client: redis.Redis, durability: Durability, what: str = "a write") -> None:
+def confirm(client: redis.Redis, durability: Durability, what: str = "a write",
+            key: str | None = None) -> None:
     """Return once everything the primary wrote so far reached the wanted replicas (a repeat
-    answered from a memo: confirm the first verdict before acknowledging); NotDurable if not."""
+    answered from a memo: confirm the first verdict before acknowledging); NotDurable if not.
+    On a Redis Cluster, the primary of ``key``'s slot (required there)."""
     if not durability.enabled:
         return
+    client, cluster = on_primary(client, key)
     pipe: Any
-    with unavailable_as_error(), client.pipeline(transaction=False) as pipe:
+    with unavailable_as_error(), refreshed_on_move(cluster), \
+            client.pipeline(transaction=False) as pipe:
         pipe.execute_command("PUBLISH", BARRIER_CHANNEL, "")
         pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
         _, acked = pipe.execute()
@@ -127,3 +134,27 @@ def check_acked(acked: int, durability: Durability, what: str = "a write") -> No
     if acked < durability.replicas:
         raise NotDurable(acked, durability.replicas, durability.timeout_ms, what)
 
+
+
+# On a Redis Cluster the script and its WAIT must share one connection: the primary's of the
+# slot, reached directly (a cluster client would route the keyless PUBLISH and WAIT anywhere).
+def on_primary(client: Any, key: str | None) -> tuple[Any, Any]:
+    """(the client to run on, the cluster client it came from or None)."""
+    if not isinstance(client, redis.RedisCluster):
+        return client, None
+    if key is None:
+        raise ValueError("on a Redis Cluster a durable write names its key (to find its primary)")
+    return client.get_redis_connection(client.get_node_from_key(key)), client
+
+
+@contextlib.contextmanager
+def refreshed_on_move(cluster: Any) -> Iterator[None]:
+    """A primary gone or its slots moved (a failover): refresh the cluster's slot map, then
+    fail as unavailable; the caller's retry reaches the new primary."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.MovedError) as exc:
+        if cluster is None:
+            raise
+        cluster.nodes_manager.initialize()
+        raise redis.exceptions.ConnectionError(f"the cluster moved on: {exc}") from exc

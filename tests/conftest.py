@@ -56,7 +56,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     ids = [name for name, _ in BINARIES]
     module = os.path.relpath(str(metafunc.definition.path), os.path.dirname(__file__) + "/..")
     if module in CLUSTER_SUITES:
-        preferred = find_redis_server()
+        preferred = find_redis_server()  # the cluster's (redis_cluster)
         params.append(CLUSTER + preferred)
         ids.append(f"cluster{'.'.join(redis_version(preferred).split('.')[:2])}")
     metafunc.parametrize("redis_binary", params, ids=ids, indirect=True, scope="session")
@@ -68,12 +68,18 @@ def redis_binary(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server(redis_binary: str) -> Iterator[RedisServer]:
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """One local Redis Cluster (3 primaries + 3 replicas) for the whole session."""
+    with RedisClusterNodes() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_binary: str, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """One server per Redis version for the whole session; tests keep apart by namespace.
-    For the cluster param, the cluster (same ``url`` and ``client()``)."""
+    For the cluster param, the session's cluster (same ``url`` and ``client()``)."""
     if redis_binary.startswith(CLUSTER):
-        with RedisClusterNodes(binary=redis_binary.removeprefix(CLUSTER)) as cluster:
-            yield cluster  # type: ignore[misc]
+        yield request.getfixturevalue("redis_cluster")
         return
     with RedisServer(redis_binary) as server:
         yield server

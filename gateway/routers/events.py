@@ -17,7 +17,14 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...ownership import Registry, RegistryUnavailable, RunState, RunStatus, status_from_reply
+from ...ownership import (
+    Registry,
+    RegistryUnavailable,
+    RunState,
+    RunStatus,
+    connect_async,
+    status_from_reply,
+)
 from ..errors import ApiError
 from ..runs import CallerRun, caller_run
 from ..runtime_models import errors
@@ -37,8 +44,9 @@ def async_redis(request: Request, settings: StreamSettings) -> aioredis.Redis:
     if found is None:
         url = request.app.state.gateway.settings.worker.redis_url
         # a blocked XREAD lasts at most poll (or heartbeat) seconds: well inside the timeout
-        found = aioredis.Redis.from_url(
-            url, socket_timeout=max(settings.poll, settings.heartbeat) + 30,
+        found = connect_async(
+            url, request.app.state.gateway.client.redis,
+            socket_timeout=max(settings.poll, settings.heartbeat) + 30,
             socket_connect_timeout=2, max_connections=settings.max_streams + 64)
         request.app.state.open_streams = 0
         request.app.state.async_redis = found

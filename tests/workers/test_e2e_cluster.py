@@ -17,8 +17,11 @@ from leasegate.broker import Client, Run
 from leasegate.ownership.testing import RedisServer
 from leasegate.ownership.testing_cluster import RedisClusterNodes
 from tests.support.celery_workers import SECRET, WorkerProcess
+from tests.support.gateway import GatewayProcess
 from tests.support.helpers import wait_until
 from tests.support.rabbitmq import RabbitVhost, require_rabbitmq
+from tests.support.runtime_api import start
+from tests.support.sse import EventReader
 from tests.workers.test_e2e_workers import assert_clean_inbox, job, letter_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
@@ -131,3 +134,25 @@ def test_dead_letters_of_many_shards_list_as_one(worker: WorkerProcess, client: 
     order = [listed.index(i) for i in made]
     assert order == sorted(order, reverse=True)  # quarantined later, listed earlier
     assert all(client.dead_letters.get(i).reason == "superseded" for i in made)
+
+
+def test_the_gateway_streams_a_runs_inbox_from_the_cluster(
+        worker: WorkerProcess, cluster: RedisClusterNodes, vhost: RabbitVhost, namespace: str,
+        tmp_path: Path) -> None:
+    """``leasegate serve`` on one node's URL: the runtime API starts a run and submits, the
+    Server-Sent Events stream (an asyncio cluster client) brings the image and the end."""
+    with GatewayProcess(cluster.url, namespace, tmp_path, LEASEGATE_BROKER_URL=vhost.url,
+                        LEASEGATE_ARTIFACT_DIR=worker.env["LEASEGATE_ARTIFACT_DIR"],
+                        LEASEGATE_SSE_POLL="0.2", LEASEGATE_SSE_HEARTBEAT="0.3") as server, \
+            server.client("runtime") as http:
+        ref = start(http, prompt="draw")["run"]
+        with EventReader(http, f"/v1/runs/{ref}/events") as stream:
+            [prompt] = stream.take(1)
+            image = {"tool": "image_generate", "args": {"prompt": "a heron", "size": "256x256"}}
+            callback = http.post(f"/v1/runs/{ref}/tasks", json=image).json()["callback_id"]
+            got = stream.take(1, event="entry")
+            http.post(f"/v1/runs/{ref}/release")
+            tail = stream.rest()
+    entries = [e for e in [prompt, *got, *tail] if e.event == "entry"]
+    assert [(e.id, e.data["callback_id"]) for e in entries] == [(1, None), (2, callback)]
+    assert tail[-1].event == "state" and tail[-1].data["state"] == "released"
