@@ -50,8 +50,9 @@ CLUSTER_SUITES = frozenset({
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every Redis version found; the cluster suites once more on a Redis Cluster."""
-    if "redis_binary" not in metafunc.fixturenames:
-        return
+    defs = metafunc._arg2fixturedefs.get("redis_binary")
+    if not defs or defs[-1].baseid not in ("", "tests"):
+        return  # not used, or a folder's conftest names its own binary (tests/tls)
     params = [path for _, path in BINARIES]
     ids = [name for name, _ in BINARIES]
     module = os.path.relpath(str(metafunc.definition.path), os.path.dirname(__file__) + "/..")

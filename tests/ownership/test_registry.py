@@ -534,7 +534,7 @@ def test_bad_input_leaves_no_keys(registry: Registry, redis_client: redis.Redis,
                  lambda: registry.acquire(SK, policy="steal")):  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             call()
-    assert redis_client.keys(f"{namespace}:*") == []
+    assert list(redis_client.scan_iter(match=f"{namespace}:*")) == []
 
 
 # -- Redis unreachable ---------------------------------------------------------------------------
@@ -572,7 +572,8 @@ def test_retention_leaves_only_the_fence_counter(redis_client: redis.Redis,
     fence_key = registry.keys.fence(SK)
 
     def only_fence_left() -> bool:
-        return [k.decode() for k in redis_client.keys(f"{namespace}:*")] == [fence_key]
+        found = redis_client.scan_iter(match=f"{namespace}:*")
+        return sorted(k.decode() for k in found) == [fence_key]
 
     wait_until(only_fence_left, timeout=10, message="retention to drop the run records")
     assert registry.status(released).state is RunState.UNKNOWN
@@ -594,7 +595,7 @@ def test_every_key_carries_the_hash_tag_and_only_the_fence_lacks_a_ttl(
         registry.release(registry.acquire(session_key, ttl=5), "failed")
     registry.acquire("job:a", ttl=5)
 
-    keys = [k.decode() for k in redis_client.keys(f"{namespace}:*")]
+    keys = sorted(k.decode() for k in redis_client.scan_iter(match=f"{namespace}:*"))
     assert keys
     for session_key in sessions:
         mine = [k for k in keys if f"{{{session_key}}}" in k]
