@@ -1,5 +1,9 @@
 """Draining dead letters: hand each quarantined letter to a handler, then archive it, with a
-Redis consumer group on the dead-letter stream remembering progress across crashes.
+Redis consumer group on each shard's dead-letter stream remembering progress across crashes.
+
+Shard by shard, in shard order, each shard's letters in its stream's order (not one merged
+order across shards): a consumer group lives on one stream, and a shard's group is all a
+crash needs to resume.
 
 Its own module because it is the one part of the dead letters with a protocol of its own
 (XREADGROUP, XAUTOCLAIM, acknowledgement inside archive-2.lua); ``DeadLetters.drain`` calls it.
@@ -17,6 +21,7 @@ import redis
 
 from ...ownership import as_text, check_seconds, unavailable_as_error
 from ..codes import QUARANTINED
+from ..keys import letter_shard
 from .index import MAX_LIMIT, check_name
 from .letter import DeadLetter, KeepQuarantined, load_letters
 
@@ -29,7 +34,7 @@ Handler = Callable[[DeadLetter], None]
 def drain(letters: DeadLetters, handler: Handler, reason: str | None, consumer: str | None,
           group: str, batch: int, claim_idle: float, by: str, kind: str | None = None) -> int:
     """``DeadLetters.drain``: the arguments are checked here, the docstring is there."""
-    letters.index.index_keys(reason, None, None, kind)
+    letters.index.filters(reason, None, None, kind)
     if reason is not None:
         group = f"{group}:{reason}"
     if kind is not None:
@@ -43,27 +48,30 @@ def drain(letters: DeadLetters, handler: Handler, reason: str | None, consumer: 
 
 
 class _Drain:
-    """One drain call: the group, the consumer and the filter every step shares."""
+    """One drain call: the group, the consumer and the filter every step shares; ``stream``
+    is the shard's stream being drained."""
 
     def __init__(self, letters: DeadLetters, group: str, consumer: str, batch: int,
                  reason: str | None, by: str, kind: str | None) -> None:
         self.client: redis.Redis = letters.client
         self.letters = letters
-        self.stream = letters.keys.dead_letters
+        self.stream = ""
         self.group, self.consumer, self.batch, self.reason, self.by = (group, consumer, batch,
                                                                         reason, by)
         self.kind = kind
 
     def run(self, handler: Handler, idle_ms: int) -> int:
         handled = 0
-        with unavailable_as_error():
-            self._join(idle_ms)
-            for position in ("0", ">"):  # our pending entries first (in order), then new ones
-                after = position
-                while entries := self._read(after):
-                    for letter_id, letter in entries:
-                        handled += self._settle(letter_id, letter, handler)
-                    after = entries[-1][0] if position == "0" else ">"
+        for shard in self.letters.keys.shards:
+            self.stream = self.letters.keys.dead_letters(shard)
+            with unavailable_as_error():
+                self._join(idle_ms)
+                for position in ("0", ">"):  # our pending entries first (in order), then new
+                    after = position
+                    while entries := self._read(after):
+                        for letter_id, letter in entries:
+                            handled += self._settle(letter_id, letter, handler)
+                        after = entries[-1][0] if position == "0" else ">"
         return handled
 
     def _join(self, idle_ms: int) -> None:
@@ -103,6 +111,8 @@ class _Drain:
                          f"{self.group}")
             raise
         # archived and acknowledged together: a crash before this hands the letter over again
-        self.letters.scripts("archive", [self.stream, self.letters.keys.dead_letter(letter_id)],
+        keys = self.letters.keys
+        self.letters.scripts("archive", [keys.dead_letters(letter_shard(letter_id)),
+                                         keys.dead_letter(letter_id)],
                              [self.group, letter_id, self.by, self.consumer, uuid.uuid4().hex])
         return 1
