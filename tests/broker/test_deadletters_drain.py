@@ -12,21 +12,32 @@ import pytest
 import redis
 
 from leasegate.broker import Client, DeadLetter
+from leasegate.broker.keys import letter_shard
 from leasegate.ownership.testing import RedisServer
 from tests.broker.test_deadletters import malformed, released, sk, superseded
 from tests.conftest import SECRET
 
 
 def in_order(ids: list[str]) -> list[str]:
-    return sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+    """Drain order: shard by shard, each shard's letters in stream order."""
+    return sorted(ids, key=lambda i: (letter_shard(i), *(int(p) for p in i.split("-"))))
+
+
+def groups_of(client: Client, group: str) -> list[str]:
+    """The shards' streams that have ``group`` (a drain makes it on every shard it visits)."""
+    streams = [client.keys.dead_letters(shard) for shard in client.keys.shards]
+    return [s for s in streams if client.redis.exists(s) and any(
+        g["name"].decode() == group for g in client.redis.xinfo_groups(s))]
 
 
 def pending(client: Client, group: str) -> int:
-    return int(client.redis.xpending(client.keys.dead_letters, group)["pending"])
+    return sum(int(client.redis.xpending(stream, group)["pending"])
+               for stream in groups_of(client, group))
 
 
 def pending_ids(client: Client, group: str) -> list[str]:
-    rows = client.redis.xpending_range(client.keys.dead_letters, group, "-", "+", 100)
+    rows = [row for stream in groups_of(client, group)
+            for row in client.redis.xpending_range(stream, group, "-", "+", 100)]
     return [row["message_id"].decode() for row in rows]
 
 

@@ -1,0 +1,158 @@
+"""Dead letters spread over the shards: every listing merges the shards' pages, every count
+sums them, every operation by id finds the letter's own shard (a real redis-server; letters
+made by the gate)."""
+
+from __future__ import annotations
+
+import itertools
+
+from leasegate.broker import Client
+from leasegate.broker.deadletters.merge import bounded_rows, decided
+from leasegate.broker.keys import letter_shard
+from leasegate.ownership import SHARDS, shard_of
+from tests.broker.test_deadletters import (
+    every_shard_keys,
+    ids_of,
+    index_order,
+    malformed,
+    newest_first,
+    released,
+    sk,
+    superseded,
+)
+
+
+def other_shard_key(*taken: str) -> str:
+    """A session key of a shard none of ``taken`` is in."""
+    shards = {shard_of(key) for key in taken}
+    return next(key for key in iter(sk, None) if shard_of(key) not in shards)
+
+
+def test_pages_across_shards_visit_each_letter_once_newest_first(broker_client: Client) -> None:
+    dl = broker_client.dead_letters
+    keys = every_shard_keys()[::4]  # 8 shards' session keys
+    made: dict[tuple[str, str, str], list[str]] = {}
+    for n, key in enumerate(keys):
+        made[(key, "run_released", "tts")] = released(broker_client, 1 + n % 3, "tts", key)
+        made[(key, "run_released", "image_generate")] = released(broker_client, 2, session_key=key)
+        made[(key, "superseded", "tts")] = superseded(broker_client, 1 + n % 2, "tts", key)
+    made[("", "malformed", "")] = malformed(broker_client, 3)
+    assert len({letter_shard(i) for ids in made.values() for i in ids}) >= 8
+    for key in keys[2:4]:  # a redelivered letter in two shards
+        dl.replay(made[(key, "run_released", "tts")][0],
+                  to=broker_client.start_run(key, prompt="again", ttl=30))
+    letters = {i: dl.get(i) for ids in made.values() for i in ids}
+
+    def expected(**filters: str) -> list[str]:
+        wanted = [i for i, x in letters.items()
+                  if all(getattr(x, name) == value for name, value in filters.items())]
+        return (index_order if filters else newest_first)(wanted)
+
+    names = {"reason": "run_released", "tool": "tts", "session_key": keys[3], "kind": "result",
+             "state": "redelivered"}
+    combos = [dict(c) for n in range(6) for c in itertools.combinations(names.items(), n)]
+    combos += [{"reason": "superseded", "tool": "image_generate"}, {"reason": "superseded"},
+               {"session_key": keys[5], "reason": "superseded", "tool": "tts"}]
+    for filters in combos:
+        want = expected(**filters)
+        assert want or filters.get("tool") == "image_generate", filters
+        for limit in (1, 4, 50):
+            pages = []
+            cursor = None
+            while True:
+                page = dl.list(limit=limit, cursor=cursor, **filters)  # type: ignore[arg-type]
+                pages.append([letter.id for letter in page.letters])
+                cursor = page.cursor
+                if cursor is None:
+                    break
+                assert len(pages) < 500, "the cursor does not advance"
+            seen = [i for page in pages for i in page]
+            assert len(seen) == len(set(seen)), (filters, limit)
+            assert seen == want, (filters, limit)
+            assert all(len(page) <= limit for page in pages)
+    # purge: one script call per shard's batch, every shard's letters
+    purged = dl.purge(reason="run_released", tool="tts")
+    assert sorted(purged) == sorted(expected(reason="run_released", tool="tts"))
+    assert ids_of(broker_client, reason="run_released", tool="tts") == []
+    assert ids_of(broker_client, tool="tts") == expected(reason="superseded", tool="tts")
+
+
+def test_a_walk_stops_at_the_stop_position_of_a_shard_out_of_budget(
+        broker_client: Client) -> None:
+    walked = sk()
+    other = other_shard_key(walked)
+    old = released(broker_client, 2, "tts", other)              # older than the stop
+    wanted = released(broker_client, 1, "tts", walked)
+    released(broker_client, 60, session_key=walked)              # not 'tts': the budget
+    superseded(broker_client, 70, "tts", walked)                 # the larger 'tts' index
+    young = released(broker_client, 2, "tts", other)             # newer than the stop
+    dl = broker_client.dead_letters
+    # limit 3: at most 60 letters examined per shard; the walked shard spends them all on the
+    # 60 newest 'run_released' letters of its session and stops there, so the other shard's
+    # older letters may not be returned yet: the page holds the two young ones and a cursor
+    first = dl.list(reason="run_released", tool="tts", limit=3)
+    assert [x.id for x in first.letters] == index_order(young) and first.cursor is not None
+    second = dl.list(reason="run_released", tool="tts", limit=3, cursor=first.cursor)
+    assert [x.id for x in second.letters] == index_order(wanted + old)
+    assert ids_of(broker_client, reason="run_released", tool="tts", limit=3) == index_order(
+        young + wanted + old)
+    # the same through one session key: its one shard
+    assert ids_of(broker_client, reason="run_released", tool="tts", session_key=walked,
+                  limit=3) == wanted
+
+
+def test_merging_never_passes_a_stop_position() -> None:
+    a, b = [(9, "9-1"), (5, "5-1"), (1, "1-1")], [(8, "8-2"), (2, "2-2")]
+    assert bounded_rows([a, b], [], 10) == ([*sorted(a + b, reverse=True)], None)
+    assert bounded_rows([a, b], [], 2) == ([(9, "9-1"), (8, "8-2")], (8, "8-2"))
+    # a shard stopped at (6, ...): nothing older than it yet, the page is short of limit
+    assert bounded_rows([a, b], [(6, "6-3"), (3, "3-4")], 10) == (
+        [(9, "9-1"), (8, "8-2")], (6, "6-3"))
+    assert bounded_rows([a, b], [(6, "6-3")], 1) == ([(9, "9-1")], (9, "9-1"))
+    # equal scores: the member decides, as an index orders one millisecond's letters
+    assert bounded_rows([[(5, "5-4")], [(5, "5-36")]], [(5, "5-36")], 5) == (
+        [(5, "5-4"), (5, "5-36")], (5, "5-36"))
+    assert decided([a, b], [(6, "6-3")], 2) and not decided([a, b], [(6, "6-3")], 3)
+    assert decided([a], [], 5)
+
+
+def test_stats_and_count_sum_every_shard(broker_client: Client) -> None:
+    dl = broker_client.dead_letters
+    keys = every_shard_keys()
+    for n, key in enumerate(keys):
+        released(broker_client, 1 + n % 2, "tts" if n % 3 == 0 else "image_generate", key)
+    superseded(broker_client, 2)
+    bad = malformed(broker_client, 2)
+    gone = dl.list(session_key=keys[7]).letters[0].id
+    dl.discard(gone)
+    rel = sum(1 + n % 2 for n in range(SHARDS))
+    tts = sum(1 + n % 2 for n in range(SHARDS) if n % 3 == 0)
+    stats = dl.stats()
+    assert stats.held == dl.count() == rel + 2 + 2 - 1
+    assert stats.by_reason == {"run_released": rel - 1, "superseded": 2, "malformed": 2}
+    # keys[7]'s letters are image_generate (7 % 3 != 0), one of them discarded
+    assert stats.by_tool == {"tts": tts, "image_generate": rel - tts + 2 - 1}
+    assert stats["total"] == rel + 4 and stats.by_state["discarded"] == 1
+    assert "last_id" not in stats.counters  # a shard's id clock, not a count
+    assert stats.by_state["quarantined"] == stats.held
+    filtered = dl.stats(kind="result", state="quarantined")
+    assert filtered.held == stats.held - 2  # malformed input has no kind
+    assert filtered.by_reason == {"run_released": rel - 1, "superseded": 2}
+    assert stats.oldest_age is not None and filtered.oldest_age is not None
+    # replay and discard find each letter in its own shard
+    assert all(dl.get(i).state == "quarantined" for i in bad)
+    assert dl.discard(bad[1]) == "quarantined" and dl.stats().held == stats.held - 1
+
+
+def test_sweep_and_reindex_visit_every_shard(broker_client: Client) -> None:
+    dl = broker_client.dead_letters
+    keys = every_shard_keys()[:5]
+    for key in keys:
+        released(broker_client, 2, session_key=key)
+    k = broker_client.keys
+    for shard in k.shards:  # as before the kind and state indexes existed
+        broker_client.redis.delete(k.dead_letter_index(shard, "kind", "result"),
+                                   k.dead_letter_index(shard, "state", "quarantined"))
+    assert dl.reindex() == 10
+    assert len(ids_of(broker_client, kind="result", state="quarantined")) == 10
+    assert dl.sweep() == 0
