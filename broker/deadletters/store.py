@@ -231,13 +231,14 @@ class DeadLetters:
     def drain(self, handler: Callable[[DeadLetter], None], reason: str | None = None,
               consumer: str | None = None, group: str = "drain", batch: int = 100,
               claim_idle: float = 300.0, by: str = "api", kind: str | None = None) -> int:
-        """Hand each quarantined letter to ``handler``, shard by shard, each shard's in stream
-        order, then archive and acknowledge it in one step. Returns how many were handled.
+        """Hand each quarantined letter to ``handler`` in stream order (ids merged across the
+        shards: quarantine order, to the millisecond), then archive and acknowledge it in one
+        step. Returns how many were handled.
 
         A consumer group on each shard's stream remembers progress: a crash loses nothing
         and repeats at most the letter in flight. This consumer's own pending letters come
         first, after claiming those other consumers left pending longer than ``claim_idle``
-        seconds (a consumer holds a whole read ``batch``). A handler exception stops the drain and
+        seconds (a consumer holds a whole read ``batch`` of each shard). A handler exception stops the drain and
         leaves its letter pending; a handler raising ``KeepQuarantined`` leaves its letter
         quarantined and pending (a later drain hands it over again) and the drain goes on.
         With ``reason`` (``kind``) the group is ``<group>:<reason>`` (``:kind=<kind>``), so

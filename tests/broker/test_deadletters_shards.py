@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 
-from leasegate.broker import Client
+import pytest
+
+from leasegate.broker import Client, DeadLetter
 from leasegate.broker.deadletters.merge import bounded_rows, decided
 from leasegate.broker.keys import letter_shard
 from leasegate.ownership import SHARDS, shard_of
@@ -156,3 +158,26 @@ def test_sweep_and_reindex_visit_every_shard(broker_client: Client) -> None:
     assert dl.reindex() == 10
     assert len(ids_of(broker_client, kind="result", state="quarantined")) == 10
     assert dl.sweep() == 0
+
+
+def test_drain_hands_over_every_shards_letters_in_quarantine_order(
+        broker_client: Client) -> None:
+    dl = broker_client.dead_letters
+    keys = every_shard_keys()[:6]
+    letters = [i for _ in range(3) for key in keys for i in released(broker_client, 1,
+                                                                     session_key=key)]
+    in_order = newest_first(letters)[::-1]  # by id: of one millisecond, by shard
+    assert len({letter_shard(i) for i in letters}) == 6
+    seen: list[str] = []
+
+    def flaky(letter: DeadLetter) -> None:
+        seen.append(letter.id)
+        if len(seen) == 8:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        dl.drain(flaky, consumer="c1", batch=2)
+    # what it read of the other shards stays its own, and comes first, still in order
+    assert dl.drain(flaky, consumer="c1", batch=2) == len(letters) - 7
+    assert seen == in_order[:8] + in_order[7:]
+    assert {dl.get(i).state for i in letters} == {"archived"}
