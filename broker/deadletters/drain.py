@@ -3,8 +3,8 @@ Redis consumer group on each shard's dead-letter stream remembering progress acr
 
 One order across shards: every shard's group is read a batch at a time (one pipeline for the
 shards that need more) and the letters are handed over merged by stream id: the order they
-were quarantined in, to the millisecond (within one, by shard). A shard's own pending entries come before its new
-ones; both are in its stream's order, so the merge stays in id order.
+were quarantined in, to the millisecond (within one, by shard). A shard's own pending entries
+come before its new ones; both are in its stream's order, so the merge stays in id order.
 
 Its own module because it is the one part of the dead letters with a protocol of its own
 (XREADGROUP, XAUTOCLAIM, acknowledgement inside archive-2.lua); ``DeadLetters.drain`` calls it.

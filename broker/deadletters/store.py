@@ -238,9 +238,10 @@ class DeadLetters:
         A consumer group on each shard's stream remembers progress: a crash loses nothing
         and repeats at most the letter in flight. This consumer's own pending letters come
         first, after claiming those other consumers left pending longer than ``claim_idle``
-        seconds (a consumer holds a whole read ``batch`` of each shard). A handler exception stops the drain and
-        leaves its letter pending; a handler raising ``KeepQuarantined`` leaves its letter
-        quarantined and pending (a later drain hands it over again) and the drain goes on.
+        seconds (a consumer holds a whole read ``batch`` of each shard). A handler exception
+        stops the drain and leaves its letter pending; a handler raising ``KeepQuarantined``
+        leaves its letter quarantined and pending (a later drain hands it over again) and the
+        drain goes on.
         With ``reason`` (``kind``) the group is ``<group>:<reason>`` (``:kind=<kind>``), so
         letters of other reasons stay for other drains. Letters already redelivered,
         archived or gone are acknowledged and skipped.
