@@ -147,10 +147,13 @@ def test_the_operator_user_lists_and_replays_a_dead_letter(acl: Acl) -> None:
 @pytest.mark.parametrize("role", ["exporter", "viewer"])
 def test_readers_read_but_cannot_write(acl: Acl, role: str) -> None:
     key = f"cron:{uuid.uuid4().hex[:6]}"
-    acl.client("runtime").start_run(key, prompt="p", ttl=30)
+    run = acl.client("runtime").start_run(key, prompt="p", ttl=30)
+    late = run.envelope("image_generate", {})
+    run.release("failed")
+    acl.client("worker").gate.deliver(late, result={})  # counted in the key's shard
     user = acl.redis(role)
-    metrics = Keys(acl.namespace).metrics(shard_of(key))  # the counters of the key's shard
-    assert user.hgetall(metrics)  # the start above counted something
+    metrics = Keys(acl.namespace).metrics(shard_of(key))
+    assert user.hgetall(metrics)  # the late delivery above was counted
     for attempt in [lambda: user.set(metrics, "x"),
                     lambda: user.hset(metrics, "x", 1),
                     lambda: user.delete(metrics),
