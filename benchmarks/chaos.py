@@ -66,7 +66,7 @@ import redis
 
 from leasegate.broker import Client, Envelope, Run
 from leasegate.broker.inbox import Entry
-from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable
+from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable, glob_escape
 from leasegate.ownership.testing import RedisServer
 
 from .chaos_faults import (
@@ -349,7 +349,7 @@ class Driver:
 
 # -- the check ---------------------------------------------------------------------------------
 
-INBOX_KEY = re.compile(r"^(?P<ns>[^:]+):\{(?P<sk>.*)\}:run:(?P<run>[^:]+):inbox$")
+INBOX_REST = re.compile(r"^run:(?P<run>[^:]+):inbox$")  # after <ns>:{<shard>}:{<sk>}:
 
 
 @dataclass
@@ -398,11 +398,12 @@ def check(client: Client, record: Record) -> Findings:
     places: dict[str, list[str]] = {cb: [] for cb in record.callbacks}
     next_start = next_starts(record)
 
-    for key in r.scan_iter(match=f"{ns}:{{*}}:run:*:inbox", count=1000):
-        match = INBOX_KEY.match(key.decode())
+    for key in r.scan_iter(match=client.keys.session_pattern("*", "run:*:inbox"), count=1000):
+        sk, rest = client.keys.split_session_key(key.decode())
+        match = INBOX_REST.match(rest)
         if not match:
             continue
-        sk, run_id = match["sk"], match["run"]
+        run_id = match["run"]
         rec = record.runs.get((sk, run_id))
         entries = inbox_entries(r, key)
         out.counts["inboxes"] += 1
@@ -416,7 +417,7 @@ def check(client: Client, record: Record) -> Findings:
         for entry in entries[1:]:
             check_entry(entry, rec, record, next_start.get((sk, run_id)), places, out)
 
-    for key in r.scan_iter(match=f"{ns}:dlq:letter:*", count=1000):
+    for key in r.scan_iter(match=f"{glob_escape(ns)}:{{*}}:dlq:letter:*", count=1000):
         letter = {k.decode(): v for k, v in r.hgetall(key).items()}
         cb = letter.get("cb", b"").decode()
         reason = letter.get("reason", b"").decode()
@@ -549,7 +550,8 @@ def self_test(client: Client, record: Record) -> list[str]:
     released = [rec for rec in runs if rec.released_after_ms is not None]
     delivered = [cb for cb, run_id in placed.items() if cb in record.callbacks]
     exempt = exempt_after_loss(record)
-    lettered = [k.decode() for k in r.scan_iter(match=f"{keys.dead_letters}:letter:*", count=1000)
+    every_letter = glob_escape(keys.namespace) + ":{*}:dlq:letter:*"  # of every shard
+    lettered = [k.decode() for k in r.scan_iter(match=every_letter, count=1000)
                 if (r.hget(k, "cb") or b"").decode() in record.callbacks.keys() - exempt]
     if not (runs and released and delivered and lettered):
         return ["not enough data to self-test"]

@@ -9,9 +9,9 @@
   ``Reaper.reap`` and ``DeadLetters.sweep()`` run while waiting (as the workers' maintenance
   timer does), the keys are counted until only what the design
   keeps for ever is left. Kept by design: the fencing counters (a reset would let an old token
-  match) and, once per deployment (not per run), the dead-letter stream key (empty by then:
-  every letter became a tombstone and expired), its counters hash ``<ns>:dlq:stats`` and the
-  metrics counters hash ``<ns>:metrics``. Anything else is ``leaked_keys``.
+  match) and, once per shard (not per run), the dead-letter stream key (empty by then: every
+  letter became a tombstone and expired), its counters hash ``<ns>:{<shard>}:dlq:stats`` and
+  the metrics counters hash ``<ns>:{<shard>}:metrics``. Anything else is ``leaked_keys``.
 - An 8 MB image: stored through the worker-side path (``FileArtifactStore.put``, then
   ``Gate.deliver`` with the reference); Redis grows by the reference, not the bytes.
 """
@@ -143,8 +143,11 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
         for _run, wire in expiring:
             assert client.gate.deliver(wire, {"late": 1}).reason == "lease_expired"
         made = count_keys(r, f"{namespace}:*")
-        fences = count_keys(r, f"{namespace}:{{*}}:fence")
-        kept = {f"{namespace}:dlq", f"{namespace}:dlq:stats", f"{namespace}:metrics"}
+        k = client.keys
+        fences = count_keys(r, k.session_pattern("*", "fence"))
+        # kept for good, per shard: the dead-letter stream and counters, the gate's counters
+        kept = {key for shard in k.shards
+                for key in (k.dead_letters(shard), k.dead_letter_stats(shard), k.metrics(shard))}
 
         def others() -> list[str]:
             return sorted(k.decode() for k in r.scan_iter(match=f"{namespace}:*", count=1000)
@@ -165,9 +168,9 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
             "leaked_key_names": left[:20],
             "keys_at_peak": made,
             "fence_counters_made": fences,
-            "fence_counters_left": count_keys(r, f"{namespace}:{{*}}:fence"),
+            "fence_counters_left": count_keys(r, k.session_pattern("*", "fence")),
             "kept_by_policy": sorted(k for k in kept if r.exists(k)),
-            "dlq_stream_entries_left": int(r.xlen(f"{namespace}:dlq")),
+            "dlq_stream_entries_left": client.dead_letters.count(),
             "seconds_to_settle": round(time.perf_counter() - start, 1),
         }
     finally:

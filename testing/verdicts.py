@@ -48,11 +48,11 @@ class Verdicts:
     def find(self, callback_id: str) -> Placement:
         """Where ``callback_id`` is now (one look, no wait)."""
         redis, keys = self.client.redis, self.client.keys
-        pattern = f"{glob_escape(keys.namespace)}:{{*}}:run:*:cb:{glob_escape(callback_id)}"
+        pattern = keys.session_pattern("*", f"run:*:cb:{glob_escape(callback_id)}")
         for raw_key in redis.scan_iter(match=pattern, count=1000):
             key = as_text(raw_key)
-            session_key = key[len(keys.namespace) + 2:key.index("}:run:")]
-            run_id = key[key.index("}:run:") + 6:key.rindex(":cb:")]
+            session_key, rest = keys.split_session_key(key)
+            run_id = rest[len("run:"):rest.rindex(":cb:")]
             memo = {as_text(k): as_text(v) for k, v in redis.hgetall(key).items()}
             if memo.get("d") == "1":
                 inbox = Inbox(redis, keys.inbox(session_key, run_id))
@@ -62,10 +62,11 @@ class Verdicts:
             if memo.get("d") == "0":
                 return Placement(callback_id, "quarantined", session_key, run_id,
                                  letter=self.client.dead_letters.get(memo["entry"]))
-        for member, _ in redis.zscan_iter(keys.pending_index,
-                                          match=f"*\n{glob_escape(callback_id)}"):
-            session_key, run_id, _cb = as_text(member).split("\n")
-            return Placement(callback_id, "pending", session_key, run_id)
+        for shard in keys.shards:  # the callback's session key is not known: every shard
+            for member, _ in redis.zscan_iter(keys.pending_index(shard),
+                                              match=f"*\n{glob_escape(callback_id)}"):
+                session_key, run_id, _cb = as_text(member).split("\n")
+                return Placement(callback_id, "pending", session_key, run_id)
         return Placement(callback_id, "unknown")
 
     def wait(self, callback_id: str, timeout: float = DEFAULT_TIMEOUT) -> Placement:

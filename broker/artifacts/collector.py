@@ -27,14 +27,15 @@ def referenced_digests(client: redis.Redis, keys: BrokerKeys) -> set[str]:
     with unavailable_as_error():
         # letters before inboxes: a replay copies a letter's references into an inbox before
         # a discard can drop them, so whatever a letter loses meanwhile is in an inbox read later
-        for batch in _scan(client, keys.dead_letter("*"), "hash",
-                           escape=len(keys.dead_letter(""))):
+        # every shard's letters: <ns>:{<shard tag>}:dlq:letter:<id>
+        letters = glob_escape(keys.namespace) + ":{*}:dlq:letter:*"
+        for batch in _scan(client, letters, "hash"):
             pipe = client.pipeline(transaction=False)
             for key in batch:
                 pipe.hget(key, "arts")
             for key, raw in zip(batch, pipe.execute(), strict=True):
                 found |= ref_digests(raw, key)
-        inboxes = glob_escape(keys.namespace) + ":{*}:run:*" + INBOX
+        inboxes = keys.session_pattern("*", "run:*" + INBOX)
         for batch in _scan(client, inboxes, "stream"):
             for key in batch:
                 found |= _inbox_digests(client, key)

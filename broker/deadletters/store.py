@@ -2,12 +2,13 @@
 with its reason and history: list, show, replay, discard, purge, sweep, drain, stats.
 
 Layout (see includes/deadLetter.lua), per shard (ownership/keys.py): the stream
-<ns>:{<shard>}:dlq orders letters by arrival, the hash <ns>:{<shard>}:dlq:letter:<id> holds each
-letter, <ns>:{<shard>}:dlq:idx:{reason,sk,tool,kind,state}:<value> index them (sorted sets scored by
-quarantine ms; state: held states only). A letter is *held*
-(in the stream and indexes) while quarantined, redelivered or archived; expired and discarded
-ones are tombstones: record and history only, kept for max-age. Every state change is one Lua
-script on Redis server time.
+<ns>:{<shard>}:dlq orders the shard's letters by arrival, the hash
+<ns>:{<shard>}:dlq:letter:<id> holds each letter, <ns>:{<shard>}:dlq:idx:{reason,sk,tool,kind,
+state}:<value> index them (sorted sets scored by quarantine ms; state: held states only). A
+letter's id names its shard (keys.letter_shard). A letter is *held* (in the stream and
+indexes) while quarantined, redelivered or archived; expired and discarded ones are
+tombstones: record and history only, kept for max-age. Every state change is one Lua script
+on one shard's keys, on Redis server time; reads fan out over the shards (index.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ...ownership import (
     unavailable_as_error,
 )
 from ..codes import REPLAY_REFUSALS
-from ..keys import BrokerKeys
+from ..keys import BrokerKeys, letter_shard
 from ..settings import Settings
 from . import drain as draining
 from . import figures
@@ -50,6 +51,15 @@ SWEEP_BATCH = 200     # tombstones per sweep script call: bounds how long Redis 
 # DeadLetters has a method named ``list``, which hides the builtin in its class body: its
 # annotations use this alias, made out here where ``list`` is still the builtin.
 LetterIds = list[str]
+
+
+def by_shard(ids: list[str]) -> list[tuple[int, list[str]]]:
+    """Letter ids grouped by the shard that holds them (each group in the given order): a
+    script call touches one shard's keys."""
+    groups: dict[int, list[str]] = {}
+    for letter_id in ids:
+        groups.setdefault(letter_shard(letter_id), []).append(letter_id)
+    return sorted(groups.items())
 
 
 def request_id() -> str:
@@ -80,8 +90,11 @@ class DeadLetters:
 
     def count(self) -> int:
         """Letters in the stream (tombstones are not counted)."""
+        pipe = self.client.pipeline(transaction=False)
+        for shard in self.keys.shards:
+            pipe.xlen(self.keys.dead_letters(shard))
         with unavailable_as_error():
-            return int(self.client.xlen(self.keys.dead_letters))
+            return sum(int(n) for n in pipe.execute())
 
     def server_time_ms(self) -> int:
         return server_time_ms(self.client)
@@ -97,18 +110,19 @@ class DeadLetters:
 
         ``since`` is an epoch time in seconds, ``newer_than`` seconds before Redis' now (give
         one). ``kind`` is one of KINDS, ``state`` one of HELD_STATES. No filter reads the
-        stream; one of reason / session_key / tool / kind / state reads that index;
+        streams; one of reason / session_key / tool / kind / state reads that index;
         several walk the smallest index and check the others, examining at most
-        ``index.WALK_FACTOR * limit`` letters per call: such a page may hold fewer than
-        ``limit`` letters, even none, and still carry a cursor. Each call costs a fixed number
-        of Redis commands whatever the number of letters.
+        ``index.WALK_FACTOR * limit`` letters per shard and call: such a page may hold fewer
+        than ``limit`` letters, even none, and still carry a cursor. A session_key reads its
+        one shard, anything else every shard (merged, see index.py). Each call costs a fixed
+        number of Redis commands whatever the number of letters.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be an int in 1..{MAX_LIMIT}, got {limit!r}")
-        indexes = self.index.index_keys(reason, session_key, tool, kind, state)
+        filters = self.index.filters(reason, session_key, tool, kind, state)
         low = self._low_ms(since, newer_than)
         with unavailable_as_error():
-            ids, nxt = self.index.select(indexes, low, None, limit, cursor)
+            ids, nxt = self.index.select(filters, low, None, limit, cursor)
         return Page(load_letters(self.client, self.keys, ids), nxt)
 
     def _low_ms(self, since: float | None, newer_than: float | None) -> int | None:
@@ -139,7 +153,8 @@ class DeadLetters:
                                     "it is kind=error, an error notice rather than a result; "
                                     "pass --force (force=True) to hand it over anyway")
         k, sk, run_id = self.keys, to.session_key, to.run_id
-        keys = [k.dead_letters, k.dead_letter(dead_letter_id), k.run(sk, run_id),
+        keys = [k.dead_letters(letter_shard(dead_letter_id)), k.dead_letter(dead_letter_id),
+                k.run(sk, run_id),
                 k.inbox(sk, run_id), k.resume(sk, run_id)]
         with unavailable_as_error():
             reply = self.scripts("replay", keys, [dead_letter_id, sk, run_id,
@@ -154,7 +169,8 @@ class DeadLetters:
     def discard(self, dead_letter_id: str, by: str = "api", note: str = "") -> str:
         """Make a letter a 'discarded' tombstone (history kept, payload dropped); returns the
         state it had. ``LetterNotFound`` for an unknown id, ``LetterGone`` for a tombstone."""
-        keys = [self.keys.dead_letters, self.keys.dead_letter(dead_letter_id)]
+        keys = [self.keys.dead_letters(letter_shard(dead_letter_id)),
+                self.keys.dead_letter(dead_letter_id)]
         with unavailable_as_error():
             reply = self.scripts("discard", keys, [dead_letter_id, check_name("by", by, 200),
                                                    self._keep_ms, note, request_id()])
@@ -172,7 +188,7 @@ class DeadLetters:
         """Discard every held letter that matches (all given filters; ``older_than`` in
         seconds before Redis' now), in batches of PURGE_BATCH. Returns the ids discarded, or
         with ``dry_run`` the ids that would be, changing nothing."""
-        indexes = self.index.index_keys(reason, session_key, tool, kind, state)
+        filters = self.index.filters(reason, session_key, tool, kind, state)
         age_ms = (None if older_than is None
                   else int(check_seconds("older_than", older_than) * 1000))
         high = None if age_ms is None else self.server_time_ms() - age_ms
@@ -182,13 +198,13 @@ class DeadLetters:
         cursor: str | None = None
         while True:
             with unavailable_as_error():
-                ids, cursor = self.index.select(indexes, None, high, PURGE_BATCH, cursor)
+                ids, cursor = self.index.select(filters, None, high, PURGE_BATCH, cursor)
             if dry_run:
                 done += ids
-            elif ids:
+            for shard, batch in ([] if dry_run else by_shard(ids)):
                 with unavailable_as_error():
-                    reply = self.scripts("purge", [self.keys.dead_letters],
-                                         [*args, request_id(), *ids])
+                    reply = self.scripts("purge", [self.keys.dead_letters(shard)],
+                                         [*args, request_id(), *batch])
                 done += [as_text(letter_id) for letter_id in reply]
             if cursor is None:
                 return done
@@ -201,28 +217,31 @@ class DeadLetters:
             raise ValueError(f"limit must be an int >= 1, got {limit!r}")
         done = 0
         s = self.settings
-        while done < limit:
-            with unavailable_as_error():
-                count, more = self.scripts("sweep", [self.keys.dead_letters],
-                                           [self._keep_ms, s.dlq_max_len,
-                                            min(SWEEP_BATCH, limit - done)])
-            done += int(count)
-            if not int(more):
-                break
+        for shard in self.keys.shards:  # max count holds per shard, as the gate's own sweep
+            more = 1
+            while done < limit and more:
+                with unavailable_as_error():
+                    count, more = self.scripts("sweep", [self.keys.dead_letters(shard)],
+                                               [self._keep_ms, s.dlq_max_len,
+                                                min(SWEEP_BATCH, limit - done)])
+                done += int(count)
+                more = int(more)
         return done
 
     def drain(self, handler: Callable[[DeadLetter], None], reason: str | None = None,
               consumer: str | None = None, group: str = "drain", batch: int = 100,
               claim_idle: float = 300.0, by: str = "api", kind: str | None = None) -> int:
-        """Hand each quarantined letter to ``handler`` in stream order, then archive and
-        acknowledge it in one step. Returns how many were handled.
+        """Hand each quarantined letter to ``handler`` in stream order (ids merged across the
+        shards: quarantine order, to the millisecond), then archive and acknowledge it in one
+        step. Returns how many were handled.
 
-        A consumer group on the stream remembers progress: a crash loses nothing and repeats
-        at most the letter in flight. This consumer's own pending letters come first, after
-        claiming those other consumers left pending longer than ``claim_idle`` seconds (a
-        consumer holds a whole read ``batch``). A handler exception stops the drain and
-        leaves its letter pending; a handler raising ``KeepQuarantined`` leaves its letter
-        quarantined and pending (a later drain hands it over again) and the drain goes on.
+        A consumer group on each shard's stream remembers progress: a crash loses nothing
+        and repeats at most the letter in flight. This consumer's own pending letters come
+        first, after claiming those other consumers left pending longer than ``claim_idle``
+        seconds (a consumer holds a whole read ``batch`` of each shard). A handler exception
+        stops the drain and leaves its letter pending; a handler raising ``KeepQuarantined``
+        leaves its letter quarantined and pending (a later drain hands it over again) and the
+        drain goes on.
         With ``reason`` (``kind``) the group is ``<group>:<reason>`` (``:kind=<kind>``), so
         letters of other reasons stay for other drains. Letters already redelivered,
         archived or gone are acknowledged and skipped.
@@ -234,16 +253,19 @@ class DeadLetters:
         """Index every held letter by kind and state (letters quarantined before those
         indexes existed); idempotent, in script calls of ``batch`` letters. Returns how many
         were indexed."""
-        done, after = 0, "-"
-        while True:
-            with unavailable_as_error():
-                rows: Any = self.client.xrange(self.keys.dead_letters, min=after, count=batch)
-            ids = [as_text(entry_id) for entry_id, _ in rows]
-            if not ids:
-                return done
-            with unavailable_as_error():
-                done += int(self.scripts("reindex", [self.keys.dead_letters], ids))
-            after = f"({ids[-1]}"
+        done = 0
+        for stream in map(self.keys.dead_letters, self.keys.shards):
+            after = "-"
+            while True:
+                with unavailable_as_error():
+                    rows: Any = self.client.xrange(stream, min=after, count=batch)
+                ids = [as_text(entry_id) for entry_id, _ in rows]
+                if not ids:
+                    break
+                with unavailable_as_error():
+                    done += int(self.scripts("reindex", [stream], ids))
+                after = f"({ids[-1]}"
+        return done
 
     # -- figures -------------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ import pytest
 import redis
 
 from leasegate.broker import Client, Envelope, LetterGone, LetterNotFound, ReplayRefused, Settings
-from leasegate.ownership import RunState
+from leasegate.broker.deadletters.index import Filters
+from leasegate.broker.keys import letter_shard
+from leasegate.ownership import SHARDS, RunState, shard_of
 from tests.conftest import SECRET
 from tests.support.helpers import server_time, wait_until
 
@@ -39,8 +41,9 @@ def released(client: Client, n: int, tool: str = "image_generate",
     return [client.gate.deliver(env, result={"i": i}).entry_id for i, env in enumerate(envs)]
 
 
-def superseded(client: Client, n: int, tool: str = "image_generate") -> list[str]:
-    key = sk()
+def superseded(client: Client, n: int, tool: str = "image_generate",
+               session_key: str | None = None) -> list[str]:
+    key = session_key or sk()
     old = client.start_run(key, prompt="old", ttl=30)
     envs = [old.envelope(tool, {"i": i}) for i in range(n)]
     client.start_run(key, prompt="new", ttl=30)
@@ -77,7 +80,14 @@ def ids_of(client: Client, **filters: object) -> list[str]:
 
 
 def newest_first(ids: list[str]) -> list[str]:
+    """The order of an unfiltered listing: stream ids, as numbers, across shards."""
     return sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")), reverse=True)
+
+
+def index_order(ids: list[str]) -> list[str]:
+    """The order of a filtered listing: quarantine ms (the id's), then the id as bytes, as an
+    index sorts one millisecond's letters."""
+    return sorted(ids, key=lambda i: (int(i.split("-")[0]), i), reverse=True)
 
 
 # -- listing -------------------------------------------------------------------------------------
@@ -94,24 +104,24 @@ def test_list_filters_by_reason_session_tool_and_time(broker_client: Client) -> 
     bad = malformed(broker_client, 2)
     everything = rel + rel_other_tool + sup + exp + bad
     assert ids_of(broker_client, limit=50) == newest_first(everything)
-    assert ids_of(broker_client, reason="run_released") == newest_first(rel + rel_other_tool)
-    assert ids_of(broker_client, reason="superseded") == newest_first(sup)
-    assert ids_of(broker_client, reason="lease_expired") == newest_first(exp)
-    assert ids_of(broker_client, reason="malformed") == newest_first(bad)
-    assert ids_of(broker_client, session_key=key) == newest_first(rel + rel_other_tool)
-    assert ids_of(broker_client, tool="tts") == newest_first(rel_other_tool + exp)
-    assert ids_of(broker_client, session_key=key, tool="tts") == newest_first(rel_other_tool)
-    assert ids_of(broker_client, reason="lease_expired", tool="tts") == newest_first(exp)
+    assert ids_of(broker_client, reason="run_released") == index_order(rel + rel_other_tool)
+    assert ids_of(broker_client, reason="superseded") == index_order(sup)
+    assert ids_of(broker_client, reason="lease_expired") == index_order(exp)
+    assert ids_of(broker_client, reason="malformed") == index_order(bad)
+    assert ids_of(broker_client, session_key=key) == index_order(rel + rel_other_tool)
+    assert ids_of(broker_client, tool="tts") == index_order(rel_other_tool + exp)
+    assert ids_of(broker_client, session_key=key, tool="tts") == index_order(rel_other_tool)
+    assert ids_of(broker_client, reason="lease_expired", tool="tts") == index_order(exp)
     assert ids_of(broker_client, reason="superseded", tool="tts") == []
     letter = dl.list(reason="lease_expired", limit=1).letters[0]
     assert (letter.reason, letter.state, letter.tool) == ("lease_expired", "quarantined", "tts")
     # time, on the server's clock: only what was quarantined after the mark
     since = mark + 0.002
     assert ids_of(broker_client, since=since) == newest_first(sup + exp + bad)
-    assert ids_of(broker_client, since=since, tool="tts") == newest_first(exp)
+    assert ids_of(broker_client, since=since, tool="tts") == index_order(exp)
     assert ids_of(broker_client, since=since, session_key=key) == []
     assert ids_of(broker_client, since=since, reason="superseded", tool="image_generate") == (
-        newest_first(sup))
+        index_order(sup))
     assert ids_of(broker_client, newer_than=3600) == newest_first(everything)
     assert ids_of(broker_client, since=server_time(broker_client.redis) + 60) == []
 
@@ -128,28 +138,34 @@ def test_cursor_paging_visits_every_letter_once(broker_client: Client) -> None:
         ({"reason": "run_released", "session_key": key, "tool": "image_generate"}, mine),
     ]
     for filters, expected in cases:
+        order = index_order if filters else newest_first
         for limit in (1, 3, 7):
             seen = ids_of(broker_client, limit=limit, **filters)
-            assert seen == newest_first(expected), (filters, limit)
+            assert seen == order(expected), (filters, limit)
 
 
 def test_index_cursor_steps_through_letters_of_one_millisecond(
         broker_client: Client, redis_client: redis.Redis) -> None:
     # the gate quarantines several letters per ms on a fast machine; here, all of them are
-    index = broker_client.dead_letters.index
-    key = broker_client.keys.dead_letter_index("tool", "same-ms")
-    other = broker_client.keys.dead_letter_index("reason", "superseded")
-    members = [f"1700000000000-{i}" for i in range(25)]
-    redis_client.zadd(key, {m: 1_700_000_000_000 for m in members})
-    redis_client.zadd(key, {"1699999999999-0": 1_699_999_999_999})
-    redis_client.zadd(other, {m: 1_700_000_000_000 for m in members[::2]})
-    for indexes, expected in (([key], [*members, "1699999999999-0"]),
-                              ([key, other], members[::2])):
+    # (in the shards their ids name, as the gate writes them: ties across shards too)
+    index, k = broker_client.dead_letters.index, broker_client.keys
+    members = [f"1700000000000-{i}" for i in range(70)]
+    for m in members:
+        redis_client.zadd(k.dead_letter_index(letter_shard(m), "tool", "same-ms"),
+                          {m: 1_700_000_000_000})
+    redis_client.zadd(k.dead_letter_index(letter_shard("1699999999999-0"), "tool", "same-ms"),
+                      {"1699999999999-0": 1_699_999_999_999})
+    for m in members[::2]:
+        redis_client.zadd(k.dead_letter_index(letter_shard(m), "reason", "superseded"),
+                          {m: 1_700_000_000_000})
+    for filters, expected in ((index.filters(None, None, "same-ms"),
+                               [*members, "1699999999999-0"]),
+                              (index.filters("superseded", None, "same-ms"), members[::2])):
         for limit in (1, 4, 10):
-            def fetch(cursor: str | None, indexes: list[str] = indexes,
+            def fetch(cursor: str | None, filters: Filters = filters,
                       limit: int = limit) -> tuple[list[str], str | None]:
-                return index.select(indexes, None, None, limit, cursor)
-            assert all_pages(fetch) == sorted(expected, reverse=True), (indexes, limit)
+                return index.select(filters, None, None, limit, cursor)
+            assert all_pages(fetch) == sorted(expected, reverse=True), (filters, limit)
 
 
 def test_paging_survives_letters_removed_between_pages(broker_client: Client) -> None:
@@ -165,15 +181,16 @@ def test_paging_survives_letters_removed_between_pages(broker_client: Client) ->
                 break
             dl.discard(page.letters[-1].id)  # the cursor's own letter goes away
             cursor = page.cursor
-        expected = newest_first([i for i in letters if dl.get(i).state == "quarantined"
-                                 or i in seen])
+        order = index_order if filters else newest_first
+        expected = order([i for i in letters if dl.get(i).state == "quarantined" or i in seen])
         assert seen == expected
 
 
 def test_several_filters_examine_a_bounded_number_per_page(broker_client: Client) -> None:
-    wanted = released(broker_client, 1, tool="tts")
-    released(broker_client, 60)                            # newer, and not 'tts'
-    superseded(broker_client, 70, tool="tts")              # the 'tts' index is the larger
+    key = sk()  # one session key: one shard walks (test_deadletters_shards.py: several)
+    wanted = released(broker_client, 1, tool="tts", session_key=key)
+    released(broker_client, 60, session_key=key)           # newer, and not 'tts'
+    superseded(broker_client, 70, tool="tts", session_key=key)  # the larger 'tts' index
     page = broker_client.dead_letters.list(reason="run_released", tool="tts", limit=2)
     # the walk goes newest first over the smaller index (61 letters), at most 20 * 2 of them
     assert page.letters == [] and page.cursor is not None
@@ -207,15 +224,27 @@ def _usage(client: redis.Redis) -> tuple[int, int]:
     return sum(int(v["calls"]) for k, v in stats.items() if not k.startswith("cmdstat_info")), sent
 
 
-def test_a_page_costs_the_same_commands_with_5000_letters_as_with_10(
-        redis_client: redis.Redis) -> None:
-    def costs(n: int) -> list[tuple[int, int]]:
-        client = Client(redis_client, f"t{uuid.uuid4().hex[:10]}", secret=SECRET)
+def every_shard_keys(per_shard: int = 1) -> list[str]:
+    """Session keys, ``per_shard`` of each shard: letters of them fill every shard."""
+    found: dict[int, list[str]] = {shard: [] for shard in range(SHARDS)}
+    while any(len(keys) < per_shard for keys in found.values()):
         key = sk()
-        released(client, n, session_key=key)
+        if len(found[shard_of(key)]) < per_shard:
+            found[shard_of(key)].append(key)
+    return [key for keys in found.values() for key in keys]
+
+
+def test_a_page_costs_the_same_commands_with_2000_letters_as_with_100(
+        redis_client: redis.Redis) -> None:
+    def costs(per_shard: int) -> list[tuple[int, int]]:
+        client = Client(redis_client, f"t{uuid.uuid4().hex[:10]}", secret=SECRET)
+        keys = every_shard_keys()
+        for key in keys:  # every shard holds letters: each one answers every page
+            released(client, per_shard, session_key=key)
+        released(client, 10, session_key=keys[0])  # two pages of its own
         dl = client.dead_letters
         calls = []
-        for filters in ({}, {"reason": "run_released"}, {"session_key": key},
+        for filters in ({}, {"reason": "run_released"}, {"session_key": keys[0]},
                         {"reason": "run_released", "tool": "image_generate"},
                         {"newer_than": 3600.0}):
             first = dl.list(limit=4, **filters)  # type: ignore[arg-type]
@@ -228,11 +257,13 @@ def test_a_page_costs_the_same_commands_with_5000_letters_as_with_10(
             assert len(page.letters) == 4 and page.cursor is not None
         return calls
 
-    small, large = costs(10), costs(5000)
+    small, large = costs(3), costs(63)   # about 100 and 2,000 letters over the 32 shards
     assert [c for c, _ in small] == [c for c, _ in large]
-    assert max(c for c, _ in large) <= 12
-    # nor does what the server sends back (the 4 letters, give or take a few digits)
-    assert all(big <= 1.5 * little for (_, little), (_, big) in zip(small, large, strict=True))
+    # a fixed number per shard: one XREVRANGE, or an index page's two ZREVRANGEBYSCOREs (and
+    # the walk's ZCARDs and ZMSCOREs), plus the letters' HGETALLs
+    assert max(c for c, _ in large) <= 6 * SHARDS + 10
+    # nor does what the server sends back grow with the letters: at most limit + 1 per shard
+    assert all(big <= 2 * little for (_, little), (_, big) in zip(small, large, strict=True))
 
 
 # -- replay --------------------------------------------------------------------------------------

@@ -18,16 +18,26 @@ from tests.conftest import SECRET
 
 
 def in_order(ids: list[str]) -> list[str]:
+    """Drain order: stream ids as numbers, merged across the shards."""
     return sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
 
 
+def groups_of(client: Client, group: str) -> list[str]:
+    """The shards' streams that have ``group`` (a drain makes it on every shard it visits)."""
+    streams = [client.keys.dead_letters(shard) for shard in client.keys.shards]
+    return [s for s in streams if client.redis.exists(s) and any(
+        g["name"].decode() == group for g in client.redis.xinfo_groups(s))]
+
+
 def pending(client: Client, group: str) -> int:
-    return int(client.redis.xpending(client.keys.dead_letters, group)["pending"])
+    return sum(int(client.redis.xpending(stream, group)["pending"])
+               for stream in groups_of(client, group))
 
 
 def pending_ids(client: Client, group: str) -> list[str]:
-    rows = client.redis.xpending_range(client.keys.dead_letters, group, "-", "+", 100)
-    return [row["message_id"].decode() for row in rows]
+    rows = [row for stream in groups_of(client, group)
+            for row in client.redis.xpending_range(stream, group, "-", "+", 100)]
+    return in_order([row["message_id"].decode() for row in rows])
 
 
 def test_drain_hands_over_in_order_and_archives(broker_client: Client) -> None:

@@ -20,7 +20,7 @@ from celery import Celery
 
 from leasegate.broker import HEADER, Client, Envelope, Run
 from leasegate.broker.records import pack_body
-from leasegate.ownership import LeaseLost, RunState
+from leasegate.ownership import LeaseLost, RunState, shard_of
 from leasegate.ownership.testing import RedisServer
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until
@@ -121,7 +121,7 @@ def test_a_retried_submit_after_a_lost_reply_finds_its_own_entry(broker_client: 
     run = broker_client.start_run(sk(), prompt="p", ttl=30)
     k = broker_client.keys
     keys = [k.run(run.session_key, run.run_id), k.pending(run.session_key, run.run_id),
-            k.requests(run.session_key, run.run_id), k.pending_index]
+            k.requests(run.session_key, run.run_id), k.pending_index(shard_of(run.session_key))]
     argv = [run.fence, "call_0", "image_generate", "req-1", 60_000, run.session_key,
             run.run_id, run.lease.incarnation]
     first = broker_client.scripts("submit", keys, argv)
@@ -131,7 +131,7 @@ def test_a_retried_submit_after_a_lost_reply_finds_its_own_entry(broker_client: 
     other = broker_client.scripts("submit", keys, [*argv[:3], "req-2", *argv[4:]])
     assert (int(other[0]), other[1]) == (-30, b"req-1")
     member = f"{run.session_key}\n{run.run_id}\ncall_0"
-    assert broker_client.redis.zrange(k.pending_index, 0, -1, withscores=True) == [
+    assert broker_client.redis.zrange(keys[3], 0, -1, withscores=True) == [
         (member.encode(), float(int(first[1]) + 60_000))]
 
 
@@ -144,7 +144,7 @@ def test_submit_indexes_the_deadline_the_envelope_carries(sending_client: Client
     env = sent_envelope(sending_client, run, cb)
     assert env.deadline_at_ms - env.submitted_at_ms == 90_000
     assert env.submitted_at_ms >= before
-    index = sending_client.keys.pending_index
+    index = sending_client.keys.pending_index(shard_of(run.session_key))
     member = f"{run.session_key}\n{run.run_id}\n{cb}"
     assert sending_client.redis.zscore(index, member) == env.deadline_at_ms
     assert sending_client.gate.deliver(env, result={}).delivered
@@ -163,7 +163,8 @@ def test_a_count_given_with_a_verdict_is_counted_once(broker_client: Client) -> 
         verdict = broker_client.gate.deliver(env, {"error": "skipped"}, kind="error",
                                              count=field)
         assert (verdict.delivered, verdict.reason) == (False, "run_released")
-    assert broker_client.redis.hget(broker_client.keys.metrics, field) == b"1"
+    metrics = broker_client.keys.metrics(shard_of(run.session_key))
+    assert broker_client.redis.hget(metrics, field) == b"1"
 
 
 # -- path 4: run ids after Redis data loss ----------------------------------------------------
@@ -312,7 +313,7 @@ def test_a_submit_that_could_not_send_frees_its_callback_id(redis_client: redis.
         run.submit("image_generate", callback_id="call_0", prompt="x")
     assert not isinstance(failed.value, ValueError)
     assert run.pending() == {}
-    assert redis_client.zcard(away.keys.pending_index) == 0
+    assert redis_client.zcard(away.keys.pending_index(shard_of(run.session_key))) == 0
     again = sending_client.attach(run.session_key, run.run_id)
     assert again.submit("image_generate", callback_id="call_0", prompt="x") == "call_0"
     assert again.pending() == {"call_0": "image_generate"}

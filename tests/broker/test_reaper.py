@@ -13,6 +13,7 @@ import pytest
 
 from leasegate.broker import Client, Envelope, Reaper, Run
 from leasegate.broker.reaper import index_member
+from leasegate.ownership import shard_of
 from leasegate.ownership.testing import RedisServer
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until
@@ -28,14 +29,15 @@ def pend(client: Client, run: Run, deadline: float = 0.05) -> Envelope:
     """What submit records for a callback: pending on its run, and in the deadline index."""
     env = run.envelope(TOOL, {"prompt": "a fox"}, deadline=deadline)
     client.redis.hset(client.keys.pending(run.session_key, run.run_id), env.callback_id, TOOL)
-    client.redis.zadd(client.keys.pending_index,
+    client.redis.zadd(client.keys.pending_index(shard_of(run.session_key)),
                       {index_member(run.session_key, run.run_id, env.callback_id):
                        env.deadline_at_ms})
     return env
 
 
 def index_size(client: Client) -> int:
-    return int(client.redis.zcard(client.keys.pending_index))
+    return sum(int(client.redis.zcard(client.keys.pending_index(shard)))
+               for shard in client.keys.shards)
 
 
 def reap_until(reaper: Reaper, count: int, grace: float = 0.0) -> int:
@@ -97,7 +99,7 @@ def test_a_delivered_callback_only_leaves_the_index(broker_client: Client) -> No
     run = client.start_run(sk(), prompt="p", ttl=30)
     env = pend(client, run, deadline=60)
     assert client.gate.deliver(env, result={"ok": True}).delivered
-    client.redis.zadd(client.keys.pending_index,  # as if its deadline were long gone
+    client.redis.zadd(client.keys.pending_index(shard_of(run.session_key)),  # long overdue
                       {index_member(run.session_key, run.run_id, env.callback_id): 1})
     assert Reaper.for_client(client).reap(0.0) == 0
     assert index_size(client) == 0 and client.dead_letters.count() == 0
@@ -109,8 +111,8 @@ def test_not_due_before_deadline_plus_grace(broker_client: Client) -> None:
     pend(client, run, deadline=0.05)
     reaper = Reaper.for_client(client)
     wait_until(lambda: client.server_time_ms() > client.redis.zscore(
-        client.keys.pending_index, index_member(run.session_key, run.run_id,
-                                                     run.pending().popitem()[0])),
+        client.keys.pending_index(shard_of(run.session_key)),
+        index_member(run.session_key, run.run_id, run.pending().popitem()[0])),
                message="the deadline to pass")
     assert reaper.reap(grace=600) == 0  # past the deadline, not past the grace
     assert index_size(client) == 1 and len(run.pending()) == 1
@@ -163,5 +165,5 @@ def test_bad_arguments_name_the_field(broker_client: Client) -> None:
 
 def test_a_member_that_is_not_three_parts_is_dropped(broker_client: Client) -> None:
     client = broker_client
-    client.redis.zadd(client.keys.pending_index, {"no-newlines-here": 1})
+    client.redis.zadd(client.keys.pending_index(7), {"no-newlines-here": 1})
     assert Reaper.for_client(client).reap(0.0) == 0 and index_size(client) == 0

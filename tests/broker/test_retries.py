@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from leasegate.broker import Client
+from leasegate.broker.keys import letter_shard
 from leasegate.ownership import connect
 from leasegate.ownership.testing import RedisServer
 from tests.broker.test_deadletters import released, sk
@@ -86,11 +87,12 @@ def test_archive_repeated_with_its_request_id_reports_the_archive(
         broker_client: Client) -> None:
     [letter_id] = released(broker_client, 1)
     k, client = broker_client.keys, broker_client.redis
-    client.xgroup_create(k.dead_letters, "drain", id="0")
-    client.xreadgroup("drain", "c1", {k.dead_letters: ">"})
+    stream = k.dead_letters(letter_shard(letter_id))
+    client.xgroup_create(stream, "drain", id="0")
+    client.xreadgroup("drain", "c1", {stream: ">"})
     request = uuid.uuid4().hex
     args = ["drain", letter_id, "api", "c1", request]
-    keys = [k.dead_letters, k.dead_letter(letter_id)]
+    keys = [stream, k.dead_letter(letter_id)]
     first = broker_client.scripts("archive", keys, args)
     again = broker_client.scripts("archive", keys, args)  # what the client's retry sends
     other = broker_client.scripts("archive", keys, [*args[:4], uuid.uuid4().hex])

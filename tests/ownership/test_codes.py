@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from leasegate.ownership import ErrorCode, LeaseLost, Registry
+from leasegate.ownership import ErrorCode, LeaseLost, Registry, shard_of
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA_FILES = sorted(ROOT.glob("*/commands/**/*.lua"))
@@ -98,6 +98,6 @@ def test_the_scripts_reply_the_numbers_the_enum_names(registry: Registry) -> Non
     with pytest.raises(LeaseLost):
         registry.renew(lease)
     keys = [registry.keys.run("codes", lease.run_id), registry.keys.owner("codes"),
-            registry.keys.metrics]
+            registry.keys.metrics(shard_of("codes"))]
     reply = registry.scripts("extend", keys, [lease.fence, "live", 0, registry.retention_ms])
     assert int(reply[0]) == ErrorCode.LEASE_LOST

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from leasegate.broker import Client, Entry, Envelope, Inbox, Run
-from leasegate.ownership import Lease, as_text
+from leasegate.ownership import Lease, as_text, glob_escape
 
 # (session key, run id, callback id, submitted at ms or deadline ms): one callback, whatever
 # data loss did to fences and run ids (the times are server times, never issued twice)
@@ -68,16 +68,19 @@ class Letter:
 
 def inboxes(client: Client) -> Iterator[tuple[str, str, list[Entry]]]:
     """(session key, run id, entries) of every inbox stream in the namespace."""
-    pattern = re.compile(rf"^{re.escape(client.keys.namespace)}:\{{(.*)\}}:run:([^:]+):inbox$")
-    for raw in client.redis.scan_iter(match=f"{client.keys.namespace}:*:inbox", count=1000):
-        match = pattern.match(as_text(raw))
+    pattern = re.compile(r"^run:([^:]+):inbox$")
+    for raw in client.redis.scan_iter(match=client.keys.session_pattern("*", "run:*:inbox"),
+                                      count=1000):
+        session_key, rest = client.keys.split_session_key(as_text(raw))
+        match = pattern.match(rest)
         assert match, f"inbox key {as_text(raw)!r} does not parse"
-        yield match[1], match[2], Inbox(client.redis, as_text(raw)).entries()
+        yield session_key, match[1], Inbox(client.redis, as_text(raw)).entries()
 
 
 def letters(client: Client) -> list[Letter]:
     found = []
-    for raw in client.redis.scan_iter(match=f"{client.keys.dead_letters}:letter:*", count=1000):
+    every_shard = f"{glob_escape(client.keys.namespace)}:{{*}}:dlq:letter:*"
+    for raw in client.redis.scan_iter(match=every_shard, count=1000):
         f: Mapping[str, str] = {as_text(k): as_text(v)
                                 for k, v in client.redis.hgetall(raw).items()
                                 if as_text(k) not in ("body", "arts", "raw")}

@@ -16,6 +16,7 @@ import redis
 from PIL import Image
 
 from leasegate.broker import Client, NamespacedArtifactStore
+from leasegate.ownership import Keys, shard_of
 from leasegate.ownership.testing import RedisServer
 from leasegate.workers.acl import ROLES, acl_file, load_passwords, main, user_name
 from tests.support.celery_workers import SECRET, WorkerProcess
@@ -145,12 +146,17 @@ def test_the_operator_user_lists_and_replays_a_dead_letter(acl: Acl) -> None:
 
 @pytest.mark.parametrize("role", ["exporter", "viewer"])
 def test_readers_read_but_cannot_write(acl: Acl, role: str) -> None:
-    acl.client("runtime").start_run(f"cron:{uuid.uuid4().hex[:6]}", prompt="p", ttl=30)
+    key = f"cron:{uuid.uuid4().hex[:6]}"
+    run = acl.client("runtime").start_run(key, prompt="p", ttl=30)
+    late = run.envelope("image_generate", {})
+    run.release("failed")
+    acl.client("worker").gate.deliver(late, result={})  # counted in the key's shard
     user = acl.redis(role)
-    assert user.hgetall(f"{acl.namespace}:metrics")  # the start above counted something
-    for attempt in [lambda: user.set(f"{acl.namespace}:metrics", "x"),
-                    lambda: user.hset(f"{acl.namespace}:metrics", "x", 1),
-                    lambda: user.delete(f"{acl.namespace}:metrics"),
+    metrics = Keys(acl.namespace).metrics(shard_of(key))
+    assert user.hgetall(metrics)  # the late delivery above was counted
+    for attempt in [lambda: user.set(metrics, "x"),
+                    lambda: user.hset(metrics, "x", 1),
+                    lambda: user.delete(metrics),
                     lambda: user.eval("return 1", 0), lambda: user.lpush("media", "x"),
                     lambda: user.get("other:{cron:x}:fence"), lambda: user.flushall(),
                     lambda: user.config_get("save")]:

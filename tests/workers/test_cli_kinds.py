@@ -5,6 +5,7 @@ gate scenarios, click's runner over the real commands."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -20,6 +21,7 @@ from celery.bin.base import CLIContext
 from click.testing import CliRunner, Result
 
 from leasegate.broker import Client, FileArtifactStore, ReplayRefused
+from leasegate.ownership import shard_of
 from leasegate.ownership.testing import RedisServer
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.dlq import dlq
@@ -105,7 +107,7 @@ def test_state_index_follows_every_state_change(setup: Any) -> None:
     state_ids = {state: ids(invoke(app, ["ls", "--state", state, "--json"]))
                  for state in ("quarantined", "redelivered", "archived")}
     assert state_ids == {"quarantined": [third], "redelivered": [first], "archived": []}
-    index = client.keys.dead_letter_index
+    index = functools.partial(client.keys.dead_letter_index, shard_of(key))
     assert client.redis.zcard(index("state", "redelivered")) == 1  # an index, not a scan
     assert client.redis.zscore(index("state", "quarantined"), second) is None
 
@@ -203,8 +205,9 @@ def test_reindex_indexes_letters_from_before_the_kind_and_state_indexes(setup: A
     result, error = late(client, store), late(client, None, "error")
     index = client.keys.dead_letter_index
     # as a version without these indexes left them: the letters, but no kind/state entries
-    client.redis.delete(index("kind", "result"), index("kind", "error"),
-                        index("state", "quarantined"))
+    for shard in client.keys.shards:
+        client.redis.delete(index(shard, "kind", "result"), index(shard, "kind", "error"),
+                            index(shard, "state", "quarantined"))
     assert ids(invoke(app, ["ls", "--kind", "error", "--json"])) == []
     out = invoke(app, ["reindex"])
     assert out.exit_code == 0 and "2 held dead letter(s) indexed" in out.output
@@ -212,7 +215,8 @@ def test_reindex_indexes_letters_from_before_the_kind_and_state_indexes(setup: A
     assert sorted(ids(invoke(app, ["ls", "--state", "quarantined", "--json"]))) == sorted(
         [result, error])
     assert invoke(app, ["reindex"]).exit_code == 0  # again: nothing changes
-    assert client.redis.zcard(index("kind", "result")) == 1
+    assert sum(client.redis.zcard(index(shard, "kind", "result"))
+               for shard in client.keys.shards) == 1
 
 
 def test_reason_kind_and_state_complete_in_the_shell(setup: Any) -> None:

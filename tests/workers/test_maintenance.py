@@ -13,6 +13,7 @@ import pytest
 
 from leasegate.broker import HEADER, Client, NamespacedArtifactStore, header_value
 from leasegate.broker.reaper import index_member
+from leasegate.ownership import shard_of
 from leasegate.ownership.testing import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
@@ -40,7 +41,8 @@ def test_hard_time_limit_gets_one_no_verdict_letter(redis_server: RedisServer, n
         # what Run.submit records; sent by hand here, because submit sets no time limit
         client.redis.hset(client.keys.pending(run.session_key, run.run_id), env.callback_id,
                           TOOL)
-        client.redis.zadd(client.keys.pending_index,
+        index = client.keys.pending_index(shard_of(run.session_key))
+        client.redis.zadd(index,
                           {index_member(run.session_key, run.run_id, env.callback_id):
                            env.deadline_at_ms})
         client.celery_app.send_task(TASK, kwargs={"prompt": "a fox"}, task_id=env.task_id,
@@ -64,9 +66,9 @@ def test_hard_time_limit_gets_one_no_verdict_letter(redis_server: RedisServer, n
         # dropped (proof that a round ran), and there is still exactly one letter
         other = run.envelope(TOOL, {}, deadline=60)
         assert client.gate.deliver(other, result={}).delivered
-        client.redis.zadd(client.keys.pending_index,
+        client.redis.zadd(index,
                           {index_member(run.session_key, run.run_id, other.callback_id): 1})
-        wait_until(lambda: client.redis.zcard(client.keys.pending_index) == 0, 10,
+        wait_until(lambda: client.redis.zcard(index) == 0, 10,
                    message="the next round to drop the delivered callback's member")
         assert client.dead_letters.count() == 1
     finally:
@@ -77,14 +79,14 @@ def old_letter(client: Client, age_days: float) -> str:
     """A dead letter quarantined ``age_days`` ago, laid out as includes/deadLetter.lua writes
     one (the stream id carries its birth time, which is what retention reads)."""
     born = client.server_time_ms() - int(age_days * 86400_000)
-    k = client.keys
-    letter_id = client.redis.xadd(k.dead_letters, {"reason": "malformed", "sk": "", "tool": ""},
-                                  id=f"{born}-0").decode()
+    k = client.keys  # sequence 0: a letter of shard 0 (letter_shard)
+    letter_id = client.redis.xadd(k.dead_letters(0), {"reason": "malformed", "sk": "",
+                                                      "tool": ""}, id=f"{born}-0").decode()
     client.redis.hset(k.dead_letter(letter_id), mapping={
         "id": letter_id, "reason": "malformed", "sk": "", "tool": "", "quarantined": born,
         "state": "quarantined", "raw": b"old bytes", "history": "[]"})
-    client.redis.zadd(k.dead_letter_index("reason", "malformed"), {letter_id: born})
-    client.redis.hincrby(k.dead_letter_stats, "state:quarantined", 1)
+    client.redis.zadd(k.dead_letter_index(0, "reason", "malformed"), {letter_id: born})
+    client.redis.hincrby(k.dead_letter_stats(0), "state:quarantined", 1)
     return letter_id
 
 

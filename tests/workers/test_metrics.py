@@ -20,10 +20,11 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from leasegate.broker import Client
-from leasegate.ownership import LeaseLost
+from leasegate.ownership import LeaseLost, shard_of
 from leasegate.ownership.testing import RedisServer, free_port
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.ops import leasegate
+from tests.broker.test_deadletters import every_shard_keys
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 
@@ -78,6 +79,28 @@ def test_exporter_reports_redis_counters(redis_server: RedisServer, namespace: s
     assert got[("leasegate_leases", (("state", "parked"),))] == 1
     assert got[("leasegate_dead_letters", (("reason", "superseded"),))] == 1
     assert got[("leasegate_dead_letter_oldest_age_seconds", ())] >= 0
+
+
+def test_exporter_sums_the_counters_of_every_shard(redis_server: RedisServer,
+                                                   namespace: str) -> None:
+    client = Client(redis_server.client(), namespace, secret=SECRET.encode())
+    keys = every_shard_keys()[::5]  # 7 session keys, 7 shards: 7 counter hashes
+    for key in keys:
+        run = client.start_run(key, prompt="p", ttl=30)
+        late = run.envelope("tts", {})
+        run.release("failed")
+        client.gate.deliver(late, result={})
+    assert len({shard_of(key) for key in keys}) == len(keys)
+    app = install(Celery("m", set_as_current=False),
+                  WorkerConfig(redis_url=redis_server.url, namespace=namespace,
+                               secret=SECRET.encode()))
+    out = CliRunner().invoke(leasegate, ["metrics", "--once"],
+                             obj=CLIContext(app=app, no_color=True, workdir=None, quiet=False),
+                             catch_exceptions=False)
+    got = samples(out.output)
+    assert got[("leasegate_deliveries_total", (("reason", "run_released"), ("tool", "tts"),
+                                               ("verdict", "quarantined")))] == len(keys)
+    assert got[("leasegate_dead_letters", (("reason", "run_released"),))] == len(keys)
 
 
 def test_exporter_serves_http_from_a_celery_process(redis_server: RedisServer,

@@ -40,8 +40,13 @@ class RedisCollector(Collector):
             yield from self._cache[1]
 
     def _read(self) -> list[Metric]:
-        counters = {as_text(k): int(v) for k, v in
-                    self.client.redis.hgetall(self.client.keys.metrics).items()}
+        pipe = self.client.redis.pipeline(transaction=False)
+        for shard in self.client.keys.shards:  # each shard counts its own sessions' events
+            pipe.hgetall(self.client.keys.metrics(shard))
+        counters: dict[str, int] = {}
+        for raw in pipe.execute():
+            for k, v in raw.items():
+                counters[as_text(k)] = counters.get(as_text(k), 0) + int(v)
         deliveries = CounterMetricFamily("leasegate_deliveries", "Callbacks through the gate",
                                          labels=["verdict", "reason", "tool"])
         renew = CounterMetricFamily("leasegate_lease_renew_failures",
