@@ -41,9 +41,9 @@ def acl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acl]:
 @pytest.fixture(scope="module")
 def worker(acl: Acl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """One worker (the worker user) for the cron ticks and the gateway's images; each image
-    takes a second, so a task submitted behind another is still pending a moment later."""
+    takes two seconds, so a task submitted behind another is still pending a moment later."""
     proc = WorkerProcess(acl.url("worker"), acl.namespace, tmp_path_factory.mktemp("w"),
-                         LEASEGATE_GENERATOR_LATENCY="1",
+                         LEASEGATE_GENERATOR_LATENCY="2",
                          PYTHONPATH=os.pathsep.join(filter(None, [
                              SUPPORT, os.environ.get("PYTHONPATH")])))
     yield proc.start()
