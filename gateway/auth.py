@@ -88,6 +88,15 @@ def admit(gw: Gateway, token: Token, response: Response) -> None:
     response.headers.update(headers)
 
 
+def charge(request: Request) -> None:
+    """For a request refused before its dependencies ran (a body that is not JSON): 401
+    without a credential, 429 over the token's limit, so such a flood draws from the bucket."""
+    gw = gateway(request)
+    token = identify(request, gw)
+    if token is not LOCAL:
+        admit(gw, token, Response())
+
+
 def identify(request: Request, gw: Gateway) -> Token:
     """The caller's token, not drawing from its bucket (console pages); 401 without one."""
     header = request.headers.get("authorization", "")

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,12 +41,18 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation(_: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
     field = _field(tuple(first.get("loc", ())))
     kind = first.get("type", "")
-    if kind == "json_invalid":
+    if kind == "json_invalid":  # refused before the route's dependencies: auth and limit here
+        from .auth import charge  # auth raises ApiError: imported here, not at the top
+
+        try:
+            await run_in_threadpool(charge, request)  # the bucket is a Redis call
+        except ApiError as refused:
+            return await _api_error(request, refused)
         return JSONResponse(error_body("bad_json", f"the body is not JSON: {first.get('msg')}",
                                        "body"), status_code=422)
     return JSONResponse(error_body("invalid", f"{field}: {first.get('msg')}", field),

@@ -3,11 +3,17 @@ so any number of ``serve`` processes behind one address count one token's reques
 
 ``LEASEGATE_RATE_LIMIT`` requests per second per token (0: off), ``LEASEGATE_RATE_BURST`` the
 bucket's size. Over the limit: 429 ``rate_limited`` with Retry-After.
+
+A refusal says how long the bucket stays empty; until then this process refuses the token
+from memory, with no Redis call: the bucket only refills with time (other processes can only
+take from it), so each of those answers is the one Redis would give. A flood thus reaches
+Redis about twice per refill interval (1/rate) per process, whatever its request rate.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +71,22 @@ class RateLimiter:
         self.keys = Keys(namespace)
         self.scripts = Scripts(client, Path(__file__).parent / "commands") \
             if limit.enabled else None
+        self.empty_until: dict[str, float] = {}  # token name -> monotonic end of its refusal
+        self.refused_locally = 0  # refusals answered from memory (no Redis call)
 
     def take(self, token_name: str) -> Verdict:
         if self.scripts is None:
             return Verdict(True, self.limit.burst, 0.0)
+        asked = time.monotonic()  # before the call: the window ends no later than Redis's
+        until = self.empty_until.get(token_name, 0.0)
+        if asked < until:
+            self.refused_locally += 1
+            return Verdict(False, 0, until - asked)
         with unavailable_as_error():
             admitted, remaining, wait_ms = self.scripts(
                 "take", [self.keys.global_key(f"ratelimit:{token_name}")],
                 [repr(self.limit.rate), self.limit.burst])
-        return Verdict(bool(admitted), int(remaining), int(wait_ms) / 1000)
+        verdict = Verdict(bool(admitted), int(remaining), int(wait_ms) / 1000)
+        if not verdict.admitted:
+            self.empty_until[token_name] = asked + verdict.retry_after
+        return verdict

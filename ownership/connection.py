@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-import redis.sentinel
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .errors import RegistryUnavailable
-from .sentinel import SENTINEL_SCHEME, parse_sentinel_url
+from .sentinel import is_sentinel, sentinel_client
 from .tls import explain_tls_failure, is_tls, redis_tls_options
 
 MAX_WAIT_SLICE = 5.0   # seconds one server-side blocking call may last, at most
@@ -30,6 +29,7 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
     ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``: the
     primary the sentinels name for ``service``, asked again after every failover; the
     password is the primary's (the sentinels' own connections carry only the timeouts).
+    ``rediss+sentinel://``: the same, over TLS to the sentinels and the primary.
 
     ``rediss://``: TLS with the ``LEASEGATE_REDIS_TLS_*`` files (ownership/tls.py), unless
     ``options`` name their own ``ssl_*``.
@@ -40,17 +40,8 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
         socket_timeout=socket_timeout, socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
-    if url.startswith(SENTINEL_SCHEME + "://"):
-        target = parse_sentinel_url(url)
-        # one try per sentinel: discovery moves on to the next one, and the primary's own
-        # connection retries (and so asks the sentinels again) by the policy above
-        sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2,
-                                               "retry": Retry(NoBackoff(), 0)})
-        client: redis.Redis = sentinel.master_for(
-            target.service, db=target.db, username=target.username, password=target.password,
-            **policy, **options)
-        return client
+    if is_sentinel(url):
+        return sentinel_client(url, policy, options)
     if is_tls(url):
         options = {**redis_tls_options(), **options}
     client = redis.Redis.from_url(url, **policy, **options)

@@ -1,7 +1,9 @@
 """A replicated Redis watched by sentinels, of our own: for failover tests and drills.
 
 A primary, one replica (``--replicaof``) and three sentinels (quorum 2) on free loopback
-ports; ``url`` is the ``redis+sentinel://`` URL leasegate connects with.
+ports; ``url`` is the ``redis+sentinel://`` URL leasegate connects with. With ``tls`` every
+one of them speaks TLS only (replication and the sentinels' own links too) and ``url`` is
+``rediss+sentinel://``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import redis
 
-from .testing import RedisServer, find_redis_server, free_port, terminate
+from .testing import RedisServer, RedisTls, find_redis_server, free_port, terminate
 
 SERVICE = "mymaster"
 
@@ -26,8 +28,10 @@ class SentinelProcess:
     """One ``redis-server <conf> --sentinel`` child process."""
 
     def __init__(self, binary: str, directory: str, primary_port: int,
-                 down_after_ms: int, failover_timeout_ms: int) -> None:
+                 down_after_ms: int, failover_timeout_ms: int,
+                 tls: RedisTls | None = None) -> None:
         self.binary = binary
+        self.tls = tls
         self.directory = directory
         self.primary_port = primary_port
         self.down_after_ms = down_after_ms
@@ -37,8 +41,12 @@ class SentinelProcess:
 
     def _write_conf(self) -> str:
         path = os.path.join(self.directory, "sentinel.conf")  # sentinel rewrites it: ours alone
+        # over TLS: no clear-text port; tls-replication makes its links to servers TLS too
+        listen = (f"port 0\ntls-port {self.port}\ntls-cert-file {self.tls.cert}\n"
+                  f"tls-key-file {self.tls.key}\ntls-ca-cert-file {self.tls.ca}\n"
+                  "tls-replication yes\n") if self.tls else f"port {self.port}\n"
         Path(path).write_text(
-            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n"
+            f"{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\n"
             f"dir {self.directory}\nlogfile {os.path.join(self.directory, 'sentinel.log')}\n"
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
             f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}\n"
@@ -63,8 +71,12 @@ class SentinelProcess:
 
     def client(self) -> Any:
         """A client of this sentinel (its SENTINEL replies are untyped in redis-py)."""
+        tls: dict[str, Any] = {}
+        if self.tls:
+            tls = {"ssl": True, "ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
+                   "ssl_keyfile": self.tls.key, "ssl_cert_reqs": "required"}
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1,
-                           socket_connect_timeout=1, decode_responses=True)
+                           socket_connect_timeout=1, decode_responses=True, **tls)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -100,14 +112,20 @@ class SentinelGroup:
     returns once the sentinels name the replica as the new primary."""
 
     def __init__(self, binary: str | None = None, *, down_after_ms: int = 1000,
-                 failover_timeout_ms: int = 3000) -> None:
+                 failover_timeout_ms: int = 3000, tls: RedisTls | None = None) -> None:
         self.binary = binary or find_redis_server()
+        self.tls = tls
         self._tmp = tempfile.TemporaryDirectory(prefix="leasegate-sentinel-")
-        self.primary = RedisServer(self.binary, directory=self._dir("primary"))
+        self.primary = RedisServer(self.binary, directory=self._dir("primary"), tls=tls,
+                                   extra_args=self._replication())
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelProcess] = []
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+
+    def _replication(self, *args: str) -> tuple[str, ...]:
+        """A server's extra arguments: replicate over TLS when the group speaks TLS."""
+        return (*(("--tls-replication", "yes") if self.tls else ()), *args)
 
     def _dir(self, name: str) -> str:
         path = os.path.join(self._tmp.name, name)
@@ -117,18 +135,19 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        return f"{scheme}://{hosts}/{SERVICE}/0"
 
     def start(self, timeout: float = 30.0) -> SentinelGroup:
         self.primary.start()
-        self.replica = RedisServer(self.binary, directory=self._dir("replica"),
-                                   extra_args=("--replicaof", "127.0.0.1",
-                                               str(self.primary.port)))
+        self.replica = RedisServer(self.binary, directory=self._dir("replica"), tls=self.tls,
+                                   extra_args=self._replication(
+                                       "--replicaof", "127.0.0.1", str(self.primary.port)))
         self.replica.start()
         for i in range(3):
             sentinel = SentinelProcess(self.binary, self._dir(f"sentinel{i}"),
                                        self.primary.port, self.down_after_ms,
-                                       self.failover_timeout_ms)
+                                       self.failover_timeout_ms, self.tls)
             sentinel.start()
             self.sentinels.append(sentinel)
         if not wait_for(self._settled, timeout):
@@ -179,7 +198,7 @@ class SentinelGroup:
         returns once the new primary has it as a linked replica again."""
         old = self.primary if self.primary.port != new_port else self.replica
         assert old is not None and old.process is None
-        old.extra_args = ("--replicaof", "127.0.0.1", str(new_port))
+        old.extra_args = self._replication("--replicaof", "127.0.0.1", str(new_port))
         old.start()
         if self.primary.port != new_port:  # the names follow the roles
             self.primary, self.replica = self._server(new_port), old

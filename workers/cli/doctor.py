@@ -42,11 +42,15 @@ def doctor(ctx: click.Context) -> None:
     try:
         if not _redis(report, client, config.redis_url):
             raise click.exceptions.Exit(1)
-        _user(report, client)
+        role = _user(report, client, config.namespace)
         _artifacts(report, config.artifact_dir, config.namespace)
-        _namespace(report, ctx, client)
+        if role == "beat":  # its user reaches redbeat's keys and the queues, nothing of ours
+            report.line("ok", "namespace", "not checked: the beat role reads no leasegate key")
+        else:
+            _namespace(report, ctx, client)
         _broker(report, ctx)
-        _secrets(report, ctx, client)
+        if role != "beat":
+            _secrets(report, ctx, client)
     finally:
         client.close()
     click.echo("all checks passed" if not report.failed else f"{report.failed} check(s) failed")
@@ -86,8 +90,16 @@ ADMIN_COMMANDS = (("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "save"), ("KEYS
                   ("DEBUG", "SLEEP", "0"), ("SHUTDOWN",))
 
 
-def _user(report: Report, client: Any) -> None:
-    """The Redis user in use, and a warning when it holds rights no leasegate role needs."""
+def role_of(name: str, namespace: str) -> str | None:
+    """The leasegate role a Redis user name stands for (``<namespace>-<role>``), if any."""
+    from ..acl import ROLES, user_name
+
+    return next((role for role in ROLES if user_name(namespace, role) == name), None)
+
+
+def _user(report: Report, client: Any, namespace: str) -> str | None:
+    """The Redis user in use and its role, and a warning when it holds rights no leasegate
+    role needs; the role (None: not a role's user, or unknown)."""
     import redis
 
     from ...ownership import as_text
@@ -97,28 +109,31 @@ def _user(report: Report, client: Any) -> None:
     except redis.exceptions.NoPermissionError:
         report.line("warn", "user", "ACL WHOAMI refused: this user cannot say who it is "
                     "(deploy/users.acl grants +acl|whoami)")
-        return
+        return None
     except redis.ResponseError:
         report.line("warn", "user", "Redis has no ACLs (before 6.0): every client may do "
                     "anything; deploy/users.acl needs Redis 6+")
-        return
+        return None
+    role = role_of(name, namespace)
+    who = f"{name} (role {role})" if role else f"{name} (not a role of namespace {namespace})"
     try:
         rules = client.acl_getuser(name)
     except redis.exceptions.NoPermissionError:  # not an ACL admin: the usual for a role user
         try:
             client.config_get("maxmemory")
         except redis.exceptions.NoPermissionError:
-            report.line("ok", "user", f"{name}: no admin rights (ACL, CONFIG refused)")
+            report.line("ok", "user", f"{who}: no admin rights (ACL, CONFIG refused)")
         else:
-            report.line("warn", "user", f"{name} can run CONFIG, which no leasegate role "
+            report.line("warn", "user", f"{who} can run CONFIG, which no leasegate role "
                         "needs: use a role's user from deploy/users.acl")
-        return
+        return role
     extra = ["ACL GETUSER"] + [c[0] for c in ADMIN_COMMANDS if _allowed(client, name, c, rules)]
     patterns = _words(rules.get("keys"))
     if "~*" in patterns or "*" in patterns or "allkeys" in _words(rules.get("flags")):
         extra.append("every key (~*)")
-    report.line("warn", "user", f"{name} has more rights than any leasegate role needs: "
+    report.line("warn", "user", f"{who} has more rights than any leasegate role needs: "
                 f"{', '.join(extra)}; use a role's user from deploy/users.acl")
+    return role
 
 
 def _allowed(client: Any, name: str, command: tuple[str, ...], rules: dict[str, Any]) -> bool:
