@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
-from ..ownership import broker_use_ssl
+from ..broker import broker_options
 from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
@@ -41,8 +41,14 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     options["visibility_timeout"] = max(float(options.get("visibility_timeout", 0)),
                                         config.visibility_timeout)
     url = str(conf.broker_url or "")
-    if url.startswith("rediss://") and not conf.broker_use_ssl:
-        conf.broker_use_ssl = broker_use_ssl()  # the LEASEGATE_REDIS_TLS_* files
+    try:  # TLS files (rediss://, amqps://), a sentinel:// master name
+        needs = broker_options(url)
+    except ValueError:  # the start-up check refuses with the reason (config.check)
+        needs = {}
+    if "broker_use_ssl" in needs and not conf.broker_use_ssl:
+        conf.broker_use_ssl = needs["broker_use_ssl"]
+    for key, value in needs.get("broker_transport_options", {}).items():
+        options.setdefault(key, value)  # the app's own transport options win
     # rediss:// only with broker_use_ssl: kombu's rediss defaults come from the scheme's name
     if (url.startswith("redis://") or (url.startswith("rediss://") and conf.broker_use_ssl)) \
             and not conf.broker_transport:
