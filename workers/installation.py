@@ -9,6 +9,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from ..broker import broker_options
+from ..ownership import SENTINEL_SCHEME, parse_sentinel_url
 from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
@@ -26,6 +27,16 @@ def redbeat_prefix(namespace: str) -> str:
     must not share one beat lock. The default namespace keeps redbeat's own ``redbeat:``, so
     an existing deployment's beat keeps its lock and schedule across the upgrade."""
     return "redbeat:" if namespace == WorkerConfig.namespace else f"{namespace}:redbeat:"
+
+
+def redbeat_on_sentinels(conf: Any, redis_url: str) -> None:
+    """redbeat's schedule and lock on the store's primary, found through its sentinels
+    (redbeat's own ``redis-sentinel://`` form: it cannot read ``redis+sentinel://``)."""
+    target = parse_sentinel_url(redis_url)
+    conf.redbeat_redis_url = "redis-sentinel://"
+    conf.redbeat_redis_options = {"sentinels": target.sentinels, "service_name": target.service,
+                                  "db": target.db, "password": target.password,
+                                  "username": target.username}
 
 
 def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
@@ -60,6 +71,9 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     if all(q.name != config.media_queue for q in queues):
         queues.append(Queue(config.media_queue))  # type: ignore[no-untyped-call]
     conf.task_queues = queues
+    if (is_amqp(url) or url.startswith("sentinel://")) and not conf.get("redbeat_redis_url") \
+            and config.redis_url.startswith(f"{SENTINEL_SCHEME}://"):
+        redbeat_on_sentinels(conf, config.redis_url)  # neither broker URL is one redbeat opens
     if is_amqp(url):  # quorum queues, per-consumer prefetch, no Redis-only options
         configure_rabbitmq(conf, config.redis_url)
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}

@@ -75,3 +75,24 @@ def test_the_stores_sentinel_url_as_broker_names_both_settings() -> None:
     config = WorkerConfig.from_env({"LEASEGATE_REDIS_URL": "redis+sentinel://h:1/mymaster"})
     with pytest.raises(ConfigError, match=f"sentinel://host:port.*{MASTER}"):
         config.check_broker()
+
+
+def test_beat_keeps_its_schedule_on_the_primary_the_sentinels_name(
+        group: SentinelGroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redbeat opens neither URL: install() gives it the store's sentinels in its own form."""
+    from celery import Celery
+    from redbeat.schedulers import get_redis
+
+    from leasegate.workers import install
+
+    monkeypatch.setenv(MASTER, SERVICE)
+    config = WorkerConfig.from_env({"LEASEGATE_REDIS_URL": group.url,
+                                    "LEASEGATE_BROKER_URL": kombu_sentinel_url(group),
+                                    MASTER: SERVICE})
+    app = install(Celery("beat", broker=config.broker_url, set_as_current=False), config)
+    assert app.conf.broker_transport_options["master_name"] == SERVICE
+    key = f"redbeat-probe-{uuid.uuid4().hex[:6]}"
+    get_redis(app).set(key, "1")
+    primary = next(s for s in (group.primary, group.replica)
+                   if s is not None and s.port == group.primary_port())
+    assert primary.client().get(key) == b"1"
