@@ -11,6 +11,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from leasegate.ownership import parse_sentinel_url
@@ -229,3 +230,25 @@ def test_k8s_ha_gateway_serves_its_port_with_its_token_book() -> None:
     ports = {p["name"] for p in container["ports"]}
     assert all(p["targetPort"] in ports for p in service["ports"])
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_kustomize_renders_the_overlay_as_these_tests_read_it() -> None:
+    """The real kustomize (kubectl's) builds the overlay, with the same objects as
+    overlay_objects(): its patches merge and replace as the checks above assume."""
+    import shutil
+    import subprocess
+
+    if shutil.which("kubectl") is None:
+        pytest.fail("this test renders deploy/k8s-ha with kubectl: apt-get install kubectl")
+    done = subprocess.run(["kubectl", "kustomize", str(OVERLAY)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(done.stdout)}
+    ours = overlay_objects()
+    assert set(rendered) == set(ours)
+    for key, obj in ours.items():
+        obj = {k: v for k, v in obj.items() if k != "_file"}
+        if key[0] == "Secret":  # kustomize keeps stringData as it is, merged
+            assert data(rendered[key]) == data(obj), key
+        else:
+            assert rendered[key] == obj, key
