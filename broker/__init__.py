@@ -68,6 +68,8 @@ from .transport import (
     HEADER,
     IMAGE_GENERATE,
     Route,
+    broker_options,
+    explain_broker_tls_failure,
     header_value,
     kombu_url,
     wire_from_header,
@@ -141,6 +143,8 @@ __all__ = [
     "check_digest",
     "collect_artifacts",
     "kombu_url",
+    "broker_options",
+    "explain_broker_tls_failure",
     "namespace_dir",
     "referenced_digests",
     # how owned tasks travel (Celery)

@@ -24,6 +24,7 @@ from .lease import Lease, RunState, RunStatus
 from .registry import Outcome, Policy, Registry, status_from_reply
 from .scripts import LUA_INCLUDES, Scripts
 from .seconds import check_seconds, to_ms
+from .sentinel import SENTINEL_SCHEME, parse_sentinel_url
 from .tls import broker_use_ssl, is_tls, redis_tls_options
 
 __all__ = [
@@ -66,6 +67,9 @@ __all__ = [
     "server_time_ms",
     "unavailable_as_error",
     "wait_slice",
+    # redis+sentinel:// URLs
+    "SENTINEL_SCHEME",
+    "parse_sentinel_url",
     # TLS (rediss://, LEASEGATE_REDIS_TLS_*)
     "broker_use_ssl",
     "is_tls",

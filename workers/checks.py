@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery, bootsteps
 
 from .config import ConfigError, WorkerConfig
-from .rabbitmq import check_consumer_timeout, is_amqp
+from .rabbitmq import check_consumer_timeout, check_tls, is_amqp
 
 log = logging.getLogger("leasegate.workers")
 
@@ -45,6 +45,7 @@ class StartupCheck(bootsteps.Step):  # type: ignore[misc]
                 "redelivered. Raise visibility_timeout.")
         if is_amqp(str(app.conf.broker_url or "")):
             check_consumer_timeout(config)
+            check_tls(app)  # a CA that does not trust the server: refused, not retried forever
         check_no_eviction(config.redis_url)
 
 

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..broker import MIN_SECRET_BYTES, Envelope, NamespacedArtifactStore, Settings, kombu_url
+from ..broker import (
+    MIN_SECRET_BYTES,
+    Envelope,
+    NamespacedArtifactStore,
+    Settings,
+    broker_options,
+    kombu_url,
+)
 from .keyfiles import key_files
 
 INSECURE_DEV_SECRET = b"leasegate-insecure-development-secret"
@@ -178,12 +185,7 @@ class WorkerConfig:
     def check(self) -> None:
         """Everything a worker refuses to start without."""
         self.check_worker_keys()
-        if self.broker_url.split("://", 1)[0] in ("redis+sentinel", "rediss+sentinel"):
-            raise ConfigError(
-                "LEASEGATE_BROKER_URL is a redis[s]+sentinel:// URL (it defaults to "
-                "LEASEGATE_REDIS_URL), which Celery cannot open: set LEASEGATE_BROKER_URL to "
-                "kombu's sentinel://host:port;sentinel://host:port/db and the app's "
-                "broker_transport_options={'master_name': ...} (docs/configuration.md)")
+        self.check_broker()
         if self.visibility_timeout <= self.max_deadline:
             raise ConfigError(
                 f"visibility_timeout ({self.visibility_timeout:g} s) must exceed the longest "
@@ -191,3 +193,18 @@ class WorkerConfig:
                 "Redis transport redelivers a task that is still running. Raise "
                 "LEASEGATE_VISIBILITY_TIMEOUT or lower LEASEGATE_MAX_DEADLINE."
             )
+
+    def check_broker(self) -> None:
+        """A broker URL Celery can open, with what its scheme needs besides (TLS files, a
+        sentinel master name: ``broker_options``)."""
+        if self.broker_url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            raise ConfigError(
+                "LEASEGATE_BROKER_URL is a redis[s]+sentinel:// URL (it defaults to "
+                "LEASEGATE_REDIS_URL), which Celery cannot open: set LEASEGATE_BROKER_URL to "
+                "kombu's sentinel://host:port;sentinel://host:port/db and "
+                "LEASEGATE_BROKER_MASTER_NAME to the sentinels' master name "
+                "(docs/configuration.md)")
+        try:
+            broker_options(self.broker_url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None

@@ -8,7 +8,8 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
-from ..ownership import broker_use_ssl
+from ..broker import broker_options
+from ..ownership import SENTINEL_SCHEME, parse_sentinel_url
 from .checks import StartupCheck
 from .config import WorkerConfig
 from .images import TASK_NAME, image_generate
@@ -28,6 +29,16 @@ def redbeat_prefix(namespace: str) -> str:
     return "redbeat:" if namespace == WorkerConfig.namespace else f"{namespace}:redbeat:"
 
 
+def redbeat_on_sentinels(conf: Any, redis_url: str) -> None:
+    """redbeat's schedule and lock on the store's primary, found through its sentinels
+    (redbeat's own ``redis-sentinel://`` form: it cannot read ``redis+sentinel://``)."""
+    target = parse_sentinel_url(redis_url)
+    conf.redbeat_redis_url = "redis-sentinel://"
+    conf.redbeat_redis_options = {"sentinels": target.sentinels, "service_name": target.service,
+                                  "db": target.db, "password": target.password,
+                                  "username": target.username}
+
+
 def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     """Configure ``app`` for owned tasks and register image_generate on it."""
     config = config or WorkerConfig.from_env()
@@ -41,8 +52,14 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     options["visibility_timeout"] = max(float(options.get("visibility_timeout", 0)),
                                         config.visibility_timeout)
     url = str(conf.broker_url or "")
-    if url.startswith("rediss://") and not conf.broker_use_ssl:
-        conf.broker_use_ssl = broker_use_ssl()  # the LEASEGATE_REDIS_TLS_* files
+    try:  # TLS files (rediss://, amqps://), a sentinel:// master name
+        needs = broker_options(url)
+    except ValueError:  # the start-up check refuses with the reason (config.check)
+        needs = {}
+    if "broker_use_ssl" in needs and not conf.broker_use_ssl:
+        conf.broker_use_ssl = needs["broker_use_ssl"]
+    for key, value in needs.get("broker_transport_options", {}).items():
+        options.setdefault(key, value)  # the app's own transport options win
     # rediss:// only with broker_use_ssl: kombu's rediss defaults come from the scheme's name
     if (url.startswith("redis://") or (url.startswith("rediss://") and conf.broker_use_ssl)) \
             and not conf.broker_transport:
@@ -54,6 +71,9 @@ def install(app: Celery, config: WorkerConfig | None = None) -> Celery:
     if all(q.name != config.media_queue for q in queues):
         queues.append(Queue(config.media_queue))  # type: ignore[no-untyped-call]
     conf.task_queues = queues
+    if (is_amqp(url) or url.startswith("sentinel://")) and not conf.get("redbeat_redis_url") \
+            and config.redis_url.startswith(f"{SENTINEL_SCHEME}://"):
+        redbeat_on_sentinels(conf, config.redis_url)  # neither broker URL is one redbeat opens
     if is_amqp(url):  # quorum queues, per-consumer prefetch, no Redis-only options
         configure_rabbitmq(conf, config.redis_url)
     routes = dict(conf.task_routes or {}) if isinstance(conf.task_routes, dict) else {}

@@ -10,6 +10,10 @@ A message a worker holds unacknowledged (acks late) for longer than the server's
 ``consumer_timeout`` (default 30 min) closes the worker's channel: the task is redelivered and
 runs again. The gate's memo keeps that to one verdict, but the generation is paid twice, so a
 worker refuses to start when ``LEASEGATE_MAX_DEADLINE`` plus a retry's hold does not fit.
+
+``amqps://`` takes its CA, client certificate and key from ``LEASEGATE_BROKER_TLS_*``
+(``broker_options``, applied by ``install()``); a worker whose CA does not trust the server
+refuses to start naming that setting, instead of Celery's endless reconnect.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from kombu.entity import Queue
 
+from ..broker import explain_broker_tls_failure
 from .config import ConfigError, WorkerConfig
 
 QUORUM = {"x-queue-type": "quorum"}
@@ -76,3 +81,17 @@ def check_consumer_timeout(config: WorkerConfig) -> None:
             f"consumer_timeout = {int((config.max_deadline + HOLD_MARGIN) * 1000)} or more, "
             "in ms) and LEASEGATE_RABBITMQ_CONSUMER_TIMEOUT to match, or lower "
             "LEASEGATE_MAX_DEADLINE.")
+
+
+def check_tls(app: Any) -> None:
+    """On ``amqps://``, one TLS handshake with the broker: a certificate it does not trust is a
+    configuration error (refused); an unreachable broker is left to Celery's reconnects."""
+    if str(app.conf.broker_url or "").split("://", 1)[0] != "amqps":
+        return
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+    except Exception as exc:
+        explained = explain_broker_tls_failure(str(exc))
+        if explained != str(exc):
+            raise ConfigError(f"cannot reach the broker over TLS: {explained}") from None

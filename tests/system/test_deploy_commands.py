@@ -31,6 +31,7 @@ from tests.support.deploy import (
     read_unit,
     rel,
 )
+from tests.system.test_deploy_ha import overlay_objects
 
 
 def deploy_files() -> list[Path]:
@@ -53,6 +54,8 @@ def test_every_deploy_file_is_read() -> None:
         # read and checked against the workers' start-up check in test_deploy_rabbitmq.py
         "rabbitmq.compose.yaml": lambda p: yaml.safe_load(p.read_text())["services"],
         "rabbitmq.conf": lambda p: [line.split("=") for line in p.read_text().splitlines()],
+        # read and checked against each other and the start-up check in test_deploy_ha.py
+        "sentinel.compose.yaml": lambda p: yaml.safe_load(p.read_text())["services"],
         # the generator's output; loaded into a real Redis by tests/workers/test_acl.py
         "users.acl": lambda p: users_acl(p),
     }
@@ -61,6 +64,8 @@ def test_every_deploy_file_is_read() -> None:
             readers[path.name](path)
         elif path.suffix == ".yaml" and path.parent.name == "k8s":
             k8s_objects()
+        elif path.suffix == ".yaml" and path.parent.name == "k8s-ha":
+            overlay_objects()
         elif path.suffix == ".service":
             assert {"Unit", "Service", "Install"} <= set(read_unit(path)), rel(path)
         elif path.suffix == ".env":
