@@ -65,8 +65,13 @@ typecheck: $(STAMP)
 architecture: $(STAMP)
 	$(BIN)/lint-imports
 
+# Four xdist workers on 2 cores: the suite mostly waits on its redis-servers and celery workers.
+# A module (and its module-scoped servers) stays on one worker; tests/conftest.py puts the long
+# modules first. PYTEST_XDIST= runs in one process.
+PYTEST_XDIST ?= -n 4 --dist loadscope --no-loadscope-reorder
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # The TypeScript client (clients/typescript): npm ci, tsc, and node --test against a real
 # redis-server, celery worker and `leasegate serve` from this .venv; also checks that its

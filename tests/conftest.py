@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -61,6 +62,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params.append(CLUSTER + preferred)
         ids.append(f"cluster{'.'.join(redis_version(preferred).split('.')[:2])}")
     metafunc.parametrize("redis_binary", params, ids=ids, indirect=True, scope="session")
+
+
+# Under xdist (make pytest: --dist loadscope) a module is one unit of work: modules with a chaos
+# drill go first, then those with real worker processes, so no minute-long module starts last.
+def _rank(marks: set[str]) -> int:
+    return 0 if "chaos" in marks else 1 if marks & {"e2e", "faults", "rabbitmq"} else 2
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):
+        return  # a plain run keeps the collection order
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        marks = {mark.name for mark in item.iter_markers()}
+        rank[module] = min(rank.get(module, 2), _rank(marks))
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: in-module order
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """loadscope, except that the chaos drills (tests/system/test_chaos*.py) are one unit: one
+    worker runs them in turn, not two CPU-bound drills at once on 2 cores."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/system/test_chaos"):
+                return "chaos drills"
+            return str(super()._split_scope(nodeid))
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
