@@ -9,7 +9,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.sentinel
 
-from .sentinel import SENTINEL_SCHEME, parse_sentinel_url
+from .sentinel import is_sentinel, parse_sentinel_url
 from .tls import is_tls, redis_tls_options
 
 
@@ -17,13 +17,14 @@ def connect_async(url: str, like: Any, **options: Any) -> aioredis.Redis:
     """An asyncio client of what ``like`` (the process's ``connect(url)`` client) talks to:
     the primary the sentinels name, the whole cluster, or the one server. ``options`` go to
     the client as they are (timeouts, ``max_connections``)."""
-    if url.startswith(SENTINEL_SCHEME + "://"):
+    if is_sentinel(url):
         target = parse_sentinel_url(url)
-        sentinel = redis.asyncio.sentinel.Sentinel(
-            target.sentinels, sentinel_kwargs={"socket_timeout": 2.0})
+        tls: dict[str, Any] = {"ssl": True, **redis_tls_options()} if target.tls else {}
+        sentinel: Any = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, **tls})
         primary: aioredis.Redis = sentinel.master_for(
             target.service, db=target.db, username=target.username, password=target.password,
-            **options)
+            **{**tls, **options})
         return primary
     if is_tls(url):
         options = {**redis_tls_options(), **options}

@@ -13,7 +13,6 @@ WAIT covered yet (docs/failure-modes.md says what it buys).
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +143,8 @@ def on_primary(client: Any, key: str | None) -> tuple[Any, Any]:
         return client, None
     if key is None:
         raise ValueError("on a Redis Cluster a durable write names its key (to find its primary)")
-    return client.get_redis_connection(client.get_node_from_key(key)), client
+    node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+    return client.get_redis_connection(node), client
 
 
 @contextlib.contextmanager
