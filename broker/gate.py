@@ -169,7 +169,8 @@ class Gate:
              env.incarnation, count, *refusal], use_bin_type=False)
         with unavailable_as_error():
             reply = self.scripts(self._deliver_script, keys, [fields])
-        verdict = self._verdict(reply, env.callback_id, sk, run_id)
+        # one string, its six fields joined by newlines; detail is last and may hold newlines
+        verdict = self._verdict(as_text(reply).split("\n", 5), env.callback_id, sk, run_id)
         if not verdict.delivered and not verdict.repeat:
             log_quarantine(verdict, {**env.to_dict(), "kind": kind})
         return verdict

@@ -28,7 +28,9 @@
     DLQ_MAX_LEN     dead-letter max count               DLQ_BODY_CAP    largest body kept in
                                                                         a dead letter (bytes)
 
-  Output: {delivered 1|0, reason, entry id, seq, repeat 1|0, detail}
+  Output: one string, these six fields joined by '\n' (detail last: it may hold '\n' itself;
+  one bulk reply reads faster in redis-py than a six-element array):
+          delivered 1|0, reason, entry id, seq, repeat 1|0, detail
     delivered=1: entry id is the inbox stream id, seq its position (1 is always the prompt)
     delivered=0: entry id is the dead-letter id; reason one of
       'lease_expired' | 'run_released' | 'superseded' | 'unknown_run' | 'deadline_passed'
@@ -43,10 +45,17 @@
 -- @include "admission"
 -- @include "deadLetter"
 
+local function verdict(delivered, reason, entry, seq, rep, detail)
+  return delivered .. '\n' .. reason .. '\n' .. entry .. '\n' .. seq .. '\n' .. rep .. '\n'
+         .. detail
+end
+
 local now = now_ms()
 
 local memo = redis.call('HMGET', KEYS[6], 'd', 'reason', 'entry', 'seq', 'detail')
-if memo[1] then return {tonumber(memo[1]), memo[2], memo[3], tonumber(memo[4]), 1, memo[5]} end
+if memo[1] then
+  return verdict(memo[1], memo[2] or '', memo[3] or '', memo[4] or 0, 1, memo[5] or '')
+end
 
 local a = cmsgpack.unpack(ARGV[1])
 local run_id, fence, cb, sk, tool, task = a[1], a[2], a[3], a[4], a[5], a[6]
@@ -75,7 +84,7 @@ if reason == nil then
              'at', now)
   redis.call('PEXPIRE', KEYS[6], MEMO_TTL_MS)
   redis.call('HINCRBY', KEYS[8], 'delivered:' .. tool, 1)
-  return {1, '', id, seq, 0, state}
+  return verdict(1, '', id, seq, 0, state)
 end
 
 -- who owns the session now, for the record (RabbitMQ's x-death keeps the same kind of trail)
@@ -97,4 +106,4 @@ redis.call('HSET', KEYS[6], 'd', 0, 'reason', reason, 'entry', letter_id, 'seq',
            'detail', detail, 'at', now)
 redis.call('PEXPIRE', KEYS[6], MEMO_TTL_MS)
 redis.call('HINCRBY', KEYS[8], 'quarantined:' .. reason .. ':' .. tool, 1)
-return {0, reason, letter_id, 0, 0, detail}
+return verdict(0, reason, letter_id, 0, 0, detail)

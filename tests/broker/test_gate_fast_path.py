@@ -1,7 +1,8 @@
 """The gate's fast path keeps its behaviour: the deployment's limits bound into its script
-(memo lifetime, dead-letter body cap) per Settings, the resume list's expiry kept with its
-run's across a renew without a PTTL per delivery, and the envelope id checks' fast paths
-accepting nothing the full checks refuse."""
+(memo lifetime, dead-letter body cap) per Settings, its one-string reply read back whole
+(a detail with newlines), the resume list's expiry kept with its run's across a renew without
+a PTTL per delivery, and the envelope id checks' fast paths accepting nothing the full checks
+refuse."""
 
 from __future__ import annotations
 
@@ -38,6 +39,27 @@ def test_each_clients_settings_reach_its_gate_script(redis_client: redis.Redis,
         assert verdict.reason == "run_released"
         letter = client.dead_letters.get(verdict.entry_id)
         assert (letter.payload_truncated > 0) is (client is small)
+
+
+def test_a_detail_with_newlines_comes_back_whole_and_again_on_a_repeat(
+        broker_client: Client) -> None:
+    run = broker_client.start_run(sk(), prompt="p", ttl=30)
+    env = run.envelope("image_generate", {})
+    detail = "deadline is 9 s\nthis worker's maximum\n\nis 5 s"
+    first = broker_client.gate.refuse(env, "deadline_too_long", detail)
+    assert (first.delivered, first.reason, first.detail, first.repeat) == (
+        False, "deadline_too_long", detail, False)
+    again = broker_client.gate.deliver(env, result={"ok": True})
+    assert (again.delivered, again.reason, again.detail, again.repeat) == (
+        False, "deadline_too_long", detail, True)
+    assert again.entry_id == first.entry_id and again.seq is None
+    second = run.envelope("image_generate", {})
+    delivered = broker_client.gate.deliver(second, result=1)
+    repeat = broker_client.gate.deliver(second, result=1)
+    assert (delivered.delivered, delivered.seq, delivered.detail, delivered.repeat) == (
+        True, 2, "live", False)
+    assert (repeat.delivered, repeat.seq, repeat.entry_id, repeat.repeat) == (
+        True, 2, delivered.entry_id, True)
 
 
 def test_the_resume_list_expires_with_its_run_across_a_renew(broker_client: Client,
