@@ -99,10 +99,8 @@ def check_secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
     return [bytes(one) for one in secrets]
 
 
-# Fast paths of the id checks: printable ASCII without the separators, short enough that the
-# byte limits (run id 128, session key 512) cannot be reached. Whatever they accept the full
-# checks accept too (tests/broker/test_envelope_speed.py); anything else takes the full check,
-# which names the field and the rule.
+# Id checks' fast paths: printable ASCII, no separators, far below the byte limits; the full
+# check (naming the field and rule) takes the rest (tests/broker/test_gate_fast_path.py).
 PLAIN_ID = re.compile(r"[\x20-\x39\x3b-\x7a\x7c\x7e]{1,64}")  # no ':', '{', '}', DEL
 PLAIN_SESSION_KEY = re.compile(r"[\x20-\x7a\x7c\x7e]{1,256}")  # no '{', '}', DEL
 
