@@ -80,6 +80,9 @@ class Pipelined:
         self.batch = batch
         self.queued = 0
 
+    def bind(self, name: str, constants: dict[str, int]) -> str:
+        return self.scripts.bind(name, constants)
+
     def __call__(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         self.scripts(name, keys, args, client=self.pipe)
         self.queued += 1

@@ -4,7 +4,8 @@ second on the same connection (both one round trip).
 The deliveries are what a worker hands the gate: envelope wire bytes (decoded and verified by
 the gate) and a small result, each a new callback to a live run. The XADD writes the same
 fields an inbox entry has. Rounds alternate between the two and the ratio is the median of
-the rounds' ratios.
+the rounds' ratios. Beside it, each one's time inside Redis per call (``INFO commandstats``:
+the gate's EVALSHA, with every command its script runs, against the XADD), read per round.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def gate_rate(client: Client, wires: list[bytes], result: Any) -> float:
     return len(wires) / (time.perf_counter() - start)
 
 
+def redis_usec(r: Any, command: str) -> float:
+    """Microseconds per call of ``command`` inside Redis since the last CONFIG RESETSTAT."""
+    stats = r.info("commandstats").get(f"cmdstat_{command}", {})
+    return float(stats.get("usec_per_call", 0.0))
+
+
 def measure(client: Client, n: int, rounds: int) -> dict[str, Any]:
     r = client.redis
     run = client.start_run(f"bench:gate:{uuid.uuid4().hex[:8]}", prompt="p", ttl=1800)
@@ -48,14 +55,20 @@ def measure(client: Client, n: int, rounds: int) -> dict[str, Any]:
               "at": now, "sub": now}
     gate_rates: list[float] = []
     xadd_rates: list[float] = []
+    gate_usec: list[float] = []
+    xadd_usec: list[float] = []
     gate_rate(client, envelopes(client, run, 200), result)  # warm: scripts loaded
     for _ in range(rounds):
         wires = envelopes(client, run, n)
+        r.config_resetstat()
         start = time.perf_counter()
         for _ in range(n):
             r.xadd(stream, fields)  # type: ignore[arg-type]
         xadd_rates.append(n / (time.perf_counter() - start))
+        xadd_usec.append(redis_usec(r, "xadd"))
+        r.config_resetstat()
         gate_rates.append(gate_rate(client, wires, result))
+        gate_usec.append(redis_usec(r, "evalsha"))
     connections = len(r.connection_pool._available_connections) + len(  # type: ignore[attr-defined]
         r.connection_pool._in_use_connections)  # type: ignore[attr-defined]
     ratios = sorted(g / x for g, x in zip(gate_rates, xadd_rates, strict=True))
@@ -64,6 +77,8 @@ def measure(client: Client, n: int, rounds: int) -> dict[str, Any]:
         "gate_vs_xadd_ratio": round(ratios[len(ratios) // 2], 3),
         "gate_deliveries_per_s": [round(x) for x in gate_rates],
         "xadd_per_s": [round(x) for x in xadd_rates],
+        "gate_redis_usec_per_call": round(sorted(gate_usec)[len(gate_usec) // 2], 2),
+        "xadd_redis_usec_per_call": round(sorted(xadd_usec)[len(xadd_usec) // 2], 2),
         "calls_per_round": n,
         "rounds": rounds,
         "connections_used": connections,

@@ -51,8 +51,8 @@ def fill_live(client: Client, count: int) -> None:
 def fill_letters(client: Client, count: int) -> None:
     """``count`` dead letters: callbacks of released runs, spread over session keys and
     tools (so the reason, session and tool indexes all grow)."""
-    pipelined = Pipelined(client.scripts, client.redis, [0, "run_released", "0-0", 0, 0, ""],
-                          lambda reply: int(reply[0]) == 0)
+    pipelined = Pipelined(client.scripts, client.redis, "0\nrun_released\n0-0\n0\n0\n",
+                          lambda reply: reply.startswith(b"0\n"))  # deliver-9.lua's reply
     gate = Gate(client.redis, client.keys, pipelined, client.secrets,  # type: ignore[arg-type]
                 client.settings)
     made = 0

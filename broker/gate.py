@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgpack  # type: ignore[import-untyped]
 import redis
 
 from ..ownership import Scripts, as_text, confirm, unavailable_as_error
@@ -78,6 +79,12 @@ class Gate:
         self.keyring = as_keyring(secrets)  # HMAC secrets, or Ed25519 verify keys, or both
         self.secrets = self.keyring.secrets
         self.settings = settings
+        # the deployment's limits live in the loaded script, not in every call's arguments
+        self._deliver_script = scripts.bind("deliver", {
+            "MEMO_TTL_MS": settings.memo_ttl_ms,
+            "DLQ_MAX_AGE_MS": int(settings.dlq_max_age * 1000),
+            "DLQ_MAX_LEN": settings.dlq_max_len,
+            "DLQ_BODY_CAP": settings.dlq_body_cap})
 
     def deliver(
         self,
@@ -154,14 +161,16 @@ class Gate:
         keys = [k.run(sk, run_id), k.owner(sk), k.inbox(sk, run_id), k.resume(sk, run_id),
                 k.pending(sk, run_id), k.callback(sk, run_id, env.callback_id),
                 *k.shard_keys(sk)]
-        s = self.settings
-        args = [run_id, env.fence, env.callback_id, sk, env.tool, env.task_id, kind, body, refs,
-                env.submitted_at_ms, env.deadline_at_ms, s.memo_ttl_ms,
-                int(s.dlq_max_age * 1000), s.dlq_max_len, s.dlq_body_cap, k.run_prefix(sk),
-                env.incarnation, count, *refusal]
+        # one msgpack argument: redis-py's per-argument packing cost more than the script.
+        # use_bin_type=False: Redis's cmsgpack reads no bin type, bytes go as raw strings
+        fields = msgpack.packb(
+            [run_id, str(env.fence), env.callback_id, sk, env.tool, env.task_id, kind, body,
+             refs, str(env.submitted_at_ms), str(env.deadline_at_ms), k.run_prefix(sk),
+             env.incarnation, count, *refusal], use_bin_type=False)
         with unavailable_as_error():
-            reply = self.scripts("deliver", keys, args)
-        verdict = self._verdict(reply, env.callback_id, sk, run_id)
+            reply = self.scripts(self._deliver_script, keys, [fields])
+        # one string, its six fields joined by newlines; detail is last and may hold newlines
+        verdict = self._verdict(as_text(reply).split("\n", 5), env.callback_id, sk, run_id)
         if not verdict.delivered and not verdict.repeat:
             log_quarantine(verdict, {**env.to_dict(), "kind": kind})
         return verdict

@@ -7,12 +7,16 @@ key order mistake fails loudly in Python, not quietly in Lua. A script pulls sha
 in with ``-- @include "name"``, found only in the include folders its loader was given.
 A line ``-- @durable`` marks a script whose write must reach the replicas the loader's
 ``Durability`` asks for (acquires and verdicts): it is followed by WAIT on its connection.
+A line ``-- @constants NAME ...`` lists integers the script reads as Lua locals instead of
+per-call ARGV (deployment settings): ``Scripts.bind`` loads a copy with their values, once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ FILE_NAME = re.compile(r"^(?P<name>[a-z][a-z-]*?)-(?P<keys>\d+)$")
 VARIADIC = re.compile(r"KEYS\[(\d+)\.\.n\]")
 NAMED = re.compile(r"KEYS\[(\d+)\](?!\.)")
 DURABLE = re.compile(r"^-- @durable\b", re.MULTILINE)
+CONSTANTS = re.compile(r"^-- @constants((?: +[A-Z][A-Z0-9_]*)+)\s*$", re.MULTILINE)
 
 # The ownership layer's shared Lua (now_ms, effective_state, acquire_run, touch_run): upper
 # layers name it explicitly when their scripts build on it.
@@ -52,14 +57,18 @@ def render(path: Path, include_dirs: tuple[Path, ...]) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """One loaded script: its key count (from the file name), whether it takes more, and
-    whether its write must be confirmed on replicas (``-- @durable``)."""
+    """One loaded script: its key count (from the file name), whether it takes more,
+    whether its write must be confirmed on replicas (``-- @durable``), the constants it needs
+    bound (``-- @constants``) and whether they are."""
 
     name: str
     keys: int
     variadic: bool
     script: Any
     durable: bool = False
+    source: str = ""
+    constants: tuple[str, ...] = ()
+    bound: bool = False
 
     def check(self, keys: list[str]) -> None:
         if len(keys) == self.keys or (self.variadic and len(keys) > self.keys):
@@ -96,17 +105,42 @@ class Scripts:
                 raise ValueError(f"{path.name}: its header lists {named} keys"
                                  f"{' and more' if extra else ''}; its name says {count}")
             name = match["name"]
+            declared = CONSTANTS.search(source)
             self._commands[name] = Command(name, count, extra is not None,
                                            client.register_script(source),
-                                           DURABLE.search(source) is not None)
+                                           DURABLE.search(source) is not None, source,
+                                           tuple(declared.group(1).split()) if declared else ())
 
     def __call__(self, name: str, keys: list[str], args: list[Any],
                  client: Any = None) -> Any:
         command = self._commands[name]
+        if command.constants and not command.bound:
+            raise ValueError(f"Lua command {name!r} needs its constants bound first: "
+                             f"Scripts.bind({name!r}, {{{', '.join(command.constants)}}})")
         command.check(keys)
         if command.durable and self.durability.enabled and client is None:
             return durable_call(self._client, self.durability, command.script, keys, args)
         return command.script(keys=keys, args=args, client=client)
+
+    def bind(self, name: str, constants: Mapping[str, int]) -> str:
+        """Load ``name`` with its ``-- @constants`` as Lua locals of these values (once per
+        distinct set) and return the name to call it by. ValueError naming a constant that is
+        missing, unknown or not an int: the script would read nil."""
+        command = self._commands[name]
+        given, wanted = set(constants), set(command.constants)
+        if given != wanted:
+            raise ValueError(f"Lua command {name!r} takes the constants {sorted(wanted)}; "
+                             f"missing {sorted(wanted - given)}, unknown {sorted(given - wanted)}")
+        for key, value in constants.items():
+            if type(value) is not int:
+                raise ValueError(f"constant {key} of {name!r} must be an int, not {value!r}")
+        prelude = "".join(f"local {key} = {constants[key]}\n" for key in command.constants)
+        bound = f"{name}@{hashlib.sha1(prelude.encode()).hexdigest()[:12]}"
+        if bound not in self._commands:
+            source = prelude + command.source
+            self._commands[bound] = replace(command, name=bound, source=source, bound=True,
+                                            script=self._client.register_script(source))
+        return bound
 
     def is_durable(self, name: str) -> bool:
         """Whether ``name``'s write waits for replicas (``-- @durable``)."""

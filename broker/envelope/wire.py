@@ -12,6 +12,8 @@ from .errors import InvalidField, MalformedEnvelope
 if TYPE_CHECKING:
     from .signed import Envelope
 
+_FIELDS_BY_KEY: dict[int, dict[str, str]] = {}  # version -> wire key -> field name
+
 
 def parse(cls: type[Envelope], wire: object, *, max_bytes: int, raw_cap: int) -> Envelope:
     """``wire`` as an Envelope whose fields all passed their checks, not yet verified."""
@@ -43,13 +45,16 @@ def parse(cls: type[Envelope], wire: object, *, max_bytes: int, raw_cap: int) ->
         raise malformed(f"unknown envelope version {version!r:.40}; this code reads "
                         f"{VERSION} and {VERSION_ED25519}", "v")
     wire_keys = WIRE_KEYS if version == VERSION else WIRE_KEYS_V3
-    fields_by_key = {key: name for name, key in wire_keys.items()}
-    unknown = sorted(repr(key)[:40] for key in data if key not in fields_by_key)
-    if unknown:
-        raise malformed(f"unknown keys in a version {version} envelope: {', '.join(unknown)}")
-    for name, key in wire_keys.items():
-        if key not in data:
-            raise malformed(f"missing field {name} (key {key!r})", name)
+    fields_by_key = _FIELDS_BY_KEY.get(version) or _FIELDS_BY_KEY.setdefault(
+        version, {key: name for name, key in wire_keys.items()})
+    if data.keys() != fields_by_key.keys():  # one set comparison for the usual, valid case
+        unknown = sorted(repr(key)[:40] for key in data if key not in fields_by_key)
+        if unknown:
+            raise malformed(f"unknown keys in a version {version} envelope: "
+                            f"{', '.join(unknown)}")
+        for name, key in wire_keys.items():
+            if key not in data:
+                raise malformed(f"missing field {name} (key {key!r})", name)
     try:
         return cls(**{fields_by_key[key]: value for key, value in data.items()})
     except InvalidField as exc:

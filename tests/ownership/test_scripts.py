@@ -128,3 +128,30 @@ return type(acquire_run)
         Scripts(redis_client, tmp_path)
     scripts = Scripts(redis_client, tmp_path, includes=(LUA_INCLUDES,))
     assert scripts("probe", ["k"], []) == b"function"
+
+
+LIMITED = """--[[
+  KEYS[1] a
+]]
+-- @constants LIMIT TTL_MS
+return {LIMIT, TTL_MS, ARGV[1]}
+"""
+
+
+def test_constants_are_bound_once_and_never_read_unbound(redis_client: redis.Redis,
+                                                         tmp_path: Path) -> None:
+    write(tmp_path, "limited-1.lua", LIMITED)
+    scripts = Scripts(redis_client, tmp_path)
+    with pytest.raises(ValueError, match=r"'limited' needs its constants bound first"):
+        scripts("limited", ["k"], ["x"])
+    with pytest.raises(ValueError, match=r"missing \['TTL_MS'\], unknown \['TTL'\]"):
+        scripts.bind("limited", {"LIMIT": 1, "TTL": 2})
+    with pytest.raises(ValueError, match="constant TTL_MS of 'limited' must be an int"):
+        scripts.bind("limited", {"LIMIT": 1, "TTL_MS": 2.5})  # type: ignore[dict-item]
+    small = scripts.bind("limited", {"LIMIT": 3, "TTL_MS": 1000})
+    large = scripts.bind("limited", {"TTL_MS": 9000, "LIMIT": 70})
+    assert small != large and scripts.bind("limited", {"LIMIT": 3, "TTL_MS": 1000}) == small
+    assert scripts(small, ["k"], ["x"]) == [3, 1000, b"x"]
+    assert scripts(large, ["k"], ["y"]) == [70, 9000, b"y"]
+    with pytest.raises(ValueError, match=f"'{small}' takes 1 keys, got 2"):
+        scripts(small, ["k", "l"], ["x"])
