@@ -24,20 +24,20 @@ from leasegate.broker import Client
 from leasegate.ownership.registry import connect
 from leasegate.ownership.testing import RedisServer
 
-from . import e2e, gatecall, gateway, latency, memory, scale
+from . import cluster, e2e, gatecall, gateway, latency, memory, scale
 from .common import SECRET, busy_processes, loadavg, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = ("gate", "latency", "memory", "e2e", "scale", "gateway")
+FIGURES = ("gate", "latency", "memory", "e2e", "scale", "gateway", "cluster")
 SIZES: dict[str, dict[str, int]] = {
     "full": {"gate_n": 5000, "gate_rounds": 5, "latency": 1000, "mem_runs": 2000,
              "e2e_n": 3000, "e2e_rounds": 3, "scale_live": 100_000,
              "scale_letters": 100_000, "scale_n": 4000, "scale_rounds": 4,
-             "gw_streams": 1000, "gw_trips": 100},
+             "gw_streams": 1000, "gw_trips": 100, "cluster_n": 3200, "cluster_sessions": 10_000},
     "quick": {"gate_n": 1500, "gate_rounds": 3, "latency": 200, "mem_runs": 300,
               "e2e_n": 800, "e2e_rounds": 1, "scale_live": 10_000,
               "scale_letters": 10_000, "scale_n": 1000, "scale_rounds": 2,
-              "gw_streams": 200, "gw_trips": 20},
+              "gw_streams": 200, "gw_trips": 20, "cluster_n": 640, "cluster_sessions": 10_000},
 }
 # key -> (target, how it is compared, format)
 TARGETS: dict[str, tuple[float, str, str]] = {
@@ -53,6 +53,9 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "gateway_round_trip_ratio": (0.70, ">=", "{:.2f}"),
     "sse_delivery_p99_ms": (50.0, "<", "{:.2f} ms"),
     "sse_rss_bytes_per_idle_stream": (float("nan"), "", "{:.0f} B"),
+    "cluster_gate_cost_ratio": (1.10, "<=", "{:.2f}x"),
+    "cluster_key_spread": (1.20, "<=", "{:.2f}"),
+    "cluster_failover_s": (float("nan"), "", "{:.1f} s"),
 }
 
 
@@ -102,6 +105,16 @@ def details(key: str, r: dict[str, Any]) -> str:
         return (f"{r['sse_streams']} streams held by one serve process; gate verdict -> "
                 f"client receipt p50 {r['sse_delivery_p50_ms']} ms, max "
                 f"{r['sse_delivery_max_ms']} ms")
+    if key == "cluster_gate_cost_ratio":
+        return (f"gate's EVALSHA usec/call on a 3+3 cluster {r['cluster_gate_usec_per_call']} vs "
+                f"one server with a replica {r['standalone_gate_usec_per_call']}")
+    if key == "cluster_key_spread":
+        return (f"keys per primary after {r['cluster_key_spread_sessions']:,} session keys: "
+                f"{r['cluster_keys_per_primary']}")
+    if key == "cluster_failover_s":
+        return (f"primary SIGKILLed under deliveries: {r['cluster_failover_failed_calls']} calls "
+                f"unavailable for {r['cluster_failover_unavailable_s']} s (retried), doubled "
+                f"{r['cluster_failover_doubled']}, missing {r['cluster_failover_missing']}")
     if key == "sse_rss_bytes_per_idle_stream":
         return "serve RSS growth / idle streams (each holds a Redis connection in XREAD BLOCK)"
     return ""
@@ -151,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                                            size["scale_n"], size["scale_rounds"]),
             "gateway": lambda: gateway.measure(server.url, Path(workdir) / "gateway",
                                                size["gw_streams"], size["gw_trips"]),
+            "cluster": lambda: cluster.measure(size["cluster_n"], size["cluster_sessions"]),
         }
         for name in FIGURES:
             if name not in only:
