@@ -70,7 +70,6 @@ from leasegate.ownership.testing import RedisServer
 from leasegate.ownership.testing_cluster import RedisClusterNodes
 
 from .chaos_check import SELF_TESTS, Findings, check, self_test, verdicts_missing
-from .chaos_cluster import writes_in_window
 from .chaos_faults import TOOLS, TRANSIENT, Faults, retrying, settled_in_lost_window
 from .chaos_record import (
     TAKEN,
@@ -80,6 +79,8 @@ from .chaos_record import (
     lost_with_worker,
     received_times,
     summarize_log,
+    verdicts_in_window,
+    writes_in_window,
 )
 from .common import SECRET, Worker, wait_until
 from .rabbitmq import fresh_vhost
@@ -401,6 +402,7 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             record.taken_ever = {m["received"] or m["revoked"]
                                  for log in logs for m in TAKEN.finditer(log)}
             record.received_ms = received_times(logs)
+            info["window_verdicts"] = verdicts_in_window(record, logs)
             findings = check(client, record)
             if self_testing:
                 missed = self_test(client, record)
@@ -484,6 +486,7 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "
         f"aof_tail_lost={ev['aof_tail_lost']} primary_killed={ev['kill_primary']} "
         f"window_writes={writes_in_window(record)} "
+        f"window_verdicts={info.get('window_verdicts', 0)} "
         f"exempt_after_loss={counts['exempt_after_loss']}",
     ]
 

@@ -13,16 +13,12 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import redis
 
 from leasegate.ownership import Keys, shard_of
 from leasegate.ownership.testing import RedisServer
 from leasegate.ownership.testing_cluster import RedisClusterNodes
-
-if TYPE_CHECKING:
-    from .chaos_record import Record
 
 MARK_EVERY = 0.01      # seconds between loss marks in the run-up to the kill
 
@@ -63,25 +59,3 @@ def write_marks_in_slot(r: redis.Redis, key: str, stop: threading.Event,
         if stop.wait(MARK_EVERY):
             break
     return marks
-
-
-def writes_in_window(record: Record) -> int:
-    """The driver's own writes on the lost shards at server times inside the loss window,
-    before the kill (starts, renews and parks, releases, submits): what replication could
-    have lost of them."""
-    loss = record.loss
-    if loss is None or loss.shards is None:
-        return 0
-
-    def inside(began: int | None, ended: int | None) -> bool:
-        return began is not None and ended is not None and ended >= loss.mark_ms \
-            and began <= loss.killed_ms
-
-    found = 0
-    for rec in record.runs.values():
-        if not loss.covers(rec.session_key):
-            continue
-        found += sum(inside(t, t) for t in (rec.created_ms, *rec.touched_ms))
-        found += inside(rec.released_before_ms, rec.released_after_ms)
-    return found + sum(inside(c.began_ms, c.ended_ms) for c in record.callbacks.values()
-                       if loss.covers(c.session_key))

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .chaos_faults import Loss, PoisonLog
+from .chaos_faults import SETTLED_AT, Loss, PoisonLog
 from .common import KILL_MARK
 
 # -- the driver's own record ------------------------------------------------------------------
@@ -109,3 +109,39 @@ def summarize_log(log: str) -> dict[str, int]:
         ("internal_verdicts", "failed outside its work"), ("thread_died", "Exception in thread"),
         ("errors", "ERROR/"), ("criticals", "CRITICAL/"))}
 
+
+def writes_in_window(record: Record) -> int:
+    """The driver's own writes the loss covers, in flight between the surviving mark and the
+    kill (starts, renews and parks, releases, submits): what it could have erased of them."""
+    loss = record.loss
+    if loss is None:
+        return 0
+
+    def inside(began: int | None, ended: int | None) -> bool:  # in flight in [mark, kill)
+        return began is not None and ended is not None and ended >= loss.mark_ms \
+            and began < loss.killed_ms
+
+    found = 0
+    for rec in record.runs.values():
+        if not loss.covers(rec.session_key):
+            continue
+        found += sum(inside(t, t) for t in (rec.created_ms, *rec.touched_ms))
+        found += inside(rec.released_before_ms, rec.released_after_ms)
+    return found + sum(inside(c.began_ms, c.ended_ms) for c in record.callbacks.values()
+                       if loss.covers(c.session_key))
+
+
+def verdicts_in_window(record: Record, logs: list[str]) -> int:
+    """The workers' verdicts on the lost shards logged inside the loss window, before the
+    kill (a task's "succeeded"/"raised" line follows its verdict)."""
+    loss = record.loss
+    if loss is None:
+        return 0
+    found = 0
+    for log in logs:
+        for match in SETTLED_AT.finditer(log):
+            at_ms = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+            callback = record.callbacks.get(match["task"])
+            found += (callback is not None and loss.covers(callback.session_key)
+                      and loss.mark_ms <= at_ms < loss.killed_ms)
+    return found

@@ -101,9 +101,8 @@ def test_a_receipt_inside_the_loss_window_exempts_its_callback() -> None:
 
 def test_a_killed_primary_excuses_only_the_sessions_of_its_shards() -> None:
     from benchmarks.chaos_check import exempt_after_loss
-    from benchmarks.chaos_cluster import writes_in_window
     from benchmarks.chaos_faults import Loss
-    from benchmarks.chaos_record import CallbackRecord, Record, RunRecord
+    from benchmarks.chaos_record import CallbackRecord, Record, RunRecord, writes_in_window
     from leasegate.ownership import shard_of
 
     record = Record()
@@ -118,6 +117,7 @@ def test_a_killed_primary_excuses_only_the_sessions_of_its_shards() -> None:
     assert writes_in_window(record) == 2  # job-1's submit and its run's start
     record.loss.shards = None  # a standalone Redis: the loss covers every session
     assert exempt_after_loss(record) == {"cron:job-1", "cron:job-2"}
+    assert writes_in_window(record) == 4
 
 
 def test_runs_started_in_the_same_millisecond_are_ordered_by_fence() -> None:

@@ -49,7 +49,8 @@ def test_chaos_drill_on_rabbitmq_and_a_cluster_losing_a_primary_has_no_violation
     counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", faults)}
     assert counts["primary_killed"] == 1, output  # one primary died mid-drill
     assert counts["aof_tail_lost"] == 0, output  # the cluster's loss is the failover's
-    assert "window_writes" in counts and "exempt_after_loss" in counts, output
+    for count in ("window_writes", "window_verdicts", "exempt_after_loss"):  # even if 0
+        assert count in counts, output
     assert counts.get("poison", 0) > 0, output
     kills = next(line for line in lines if line.startswith("kills: "))
     assert re.search(r"workers=[1-9]", kills) and "primaries=1" in kills, output
