@@ -469,7 +469,8 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"primary killed: lost window {loss.killed_ms - loss.mark_ms} ms before the kill on "
         f"{len(loss.shards)} of {SHARDS} shards, {loss.marks_lost} marks lost (acknowledged, "
         f"not replicated), mark survived={loss.mark_survived}, "
-        f"promoted {loss.restarted_ms - loss.killed_ms} ms after the kill")
+        f"promoted {(loss.promoted_ms or loss.restarted_ms) - loss.killed_ms} ms after the "
+        "kill")
     return [
         f"fault details: hard_limit callbacks={ev['tool_hard_limit']} (no_verdict letters "
         f"{counts['no_verdict_hard_limit']}); oversized delivered as result_too_large="

@@ -5,7 +5,8 @@ Replication is asynchronous, so the kill may lose the last writes that primary a
 A mark (the victim's own server time, written by a script in a slot it serves every few ms
 until the kill) bounds that: the replica applies the primary's writes in order, so every write
 the victim acknowledged before the surviving mark survived. The loss window is therefore
-[surviving mark, promotion] on the victim's shards only: other primaries lost nothing.
+from the surviving mark to the moment the victim is dead (its replica takes writes only once
+promoted, and keeps them), on the victim's shards only: other primaries lost nothing.
 """
 
 from __future__ import annotations

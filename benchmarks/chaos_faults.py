@@ -63,7 +63,8 @@ CUT_BYTES = (1024, 6144)  # how much of the AOF tail is cut (a range, drawn per 
 class Loss:
     """One restart that lost its AOF tail, or a primary kill that lost what its replica had
     not received: writes at server time >= ``mark_ms`` may be lost (up to the kill);
-    everything from ``restarted_ms`` on happened after it (the restart, or the promotion)."""
+    everything from ``restarted_ms`` on happened after it (the restart; on a cluster, the
+    moment the killed primary was dead)."""
     mark_ms: int
     killed_ms: int
     restarted_ms: int
@@ -71,6 +72,7 @@ class Loss:
     mark_survived: bool
     shards: frozenset[int] | None = None  # the only shards it may have hit; None: every one
     marks_lost: int = 0  # marks written after the surviving one: acknowledged, then lost
+    promoted_ms: int | None = None  # when the killed primary's replica had taken over
 
     def covers(self, session_key: str) -> bool:
         """Could it have lost writes of this session (its shard's)?"""
@@ -309,6 +311,9 @@ class Faults(threading.Thread):
         killed = self.driver.now_ms()
         self.record.kills_ms.append(killed)
         victim.node.kill()  # cluster.kill_primary(victim), split so revocations start now
+        # dead: it acknowledges nothing more (this host's clock is the one Redis reads); the
+        # replica takes writes only once promoted, and keeps them
+        dead = round(time.time() * 1000)
         revokers = self.revoke_in_background(victims[1:], killed)
         cluster.wait_healthy(60)
         promoted = self.driver.now_ms()
@@ -316,9 +321,9 @@ class Faults(threading.Thread):
             t.join(60)
         survived = retrying(lambda: client.redis.get(key), self.record)
         mark = int(survived) if survived else 0  # none: nothing bounds the loss on its shards
-        self.record.loss = Loss(mark, killed, promoted, cut_bytes=0,
+        self.record.loss = Loss(mark, killed, dead, cut_bytes=0,
                                 mark_survived=survived is not None, shards=victim.shards,
-                                marks_lost=sum(m > mark for m in marks))
+                                marks_lost=sum(m > mark for m in marks), promoted_ms=promoted)
         self.redis_restarted = True
         self.record.count("kill_primary")
 
