@@ -46,8 +46,10 @@ chaos: $(STAMP)
 		--redis-down $(CHAOS_REDIS_DOWN) --self-test
 	@if command -v rabbitmqctl >/dev/null; then \
 		$(BIN)/python -m benchmarks.chaos --runs $(CHAOS_RUNS) --seconds $(CHAOS_SECONDS) \
-			--redis-down $(CHAOS_REDIS_DOWN) --broker rabbitmq; \
-	else echo "chaos: no rabbitmqctl on this machine: the RabbitMQ drill is skipped"; fi
+			--redis-down $(CHAOS_REDIS_DOWN) --broker rabbitmq && \
+		$(BIN)/python -m benchmarks.chaos --runs $(CHAOS_RUNS) --seconds $(CHAOS_SECONDS) \
+			--redis cluster --broker rabbitmq --self-test; \
+	else echo "chaos: no rabbitmqctl on this machine: the RabbitMQ drills are skipped"; fi
 	$(BIN)/python -m benchmarks.failover --cost
 
 lint: $(STAMP)

@@ -2,6 +2,7 @@
 SIGKILLed and Redis is restarted; then an independent check of where every callback ended.
 
     python -m benchmarks.chaos --runs 600 --seconds 300 [--redis-down 2] [--self-test]
+        [--broker rabbitmq] [--redis cluster]
 
 Runs (session keys drawn from a small pool of cron jobs, so runs of one job overlap) each
 submit 1-3 image_generate callbacks and then finish, fail, park, get superseded, or die (the
@@ -17,11 +18,17 @@ worker had taken, as its log shows) and ``oversized`` (a result over the limit:
 ``result_too_large``); poison is pushed onto the queue. See benchmarks/chaos_faults.py for
 those faults and what the checker accepts after the data loss.
 
+``--redis cluster`` (with ``--broker rabbitmq``: kombu has no Redis Cluster transport): the
+store is a local Redis Cluster (3 primaries + 3 replicas), and the Redis fault, half way, is
+the primary of some sessions' shards SIGKILLed and its replica promoted; what asynchronous
+replication may have lost is bounded by a mark in the victim's slot and excused on its shards
+only (benchmarks/chaos_cluster.py). No AOF cut there.
+
 The driver keeps its own record: every run (session key, run id, fence, prompt, and the server
 time of each lifecycle change: created, lease expiry after each renew/park, release, the next
 run of its session key) and every callback (its envelope is recorded before it is submitted).
 After the runs, it waits until every submitted callback has a verdict, then walks every inbox
-stream and every dead letter and checks:
+stream and every dead letter and checks (benchmarks/chaos_check.py):
 
 - every inbox entry 1 is its run's prompt, and no other entry is role=user;
 - no callback is in an inbox other than its owner's, with its owner's fence;
@@ -45,40 +52,37 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import itertools
 import json
 import logging
 import os
 import random
-import re
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import redis
-
 from leasegate.broker import Client, Envelope, Run
-from leasegate.broker.inbox import Entry
-from leasegate.ownership import Lease, LeaseLost, RegistryUnavailable, glob_escape
+from leasegate.ownership import SHARDS, Lease, LeaseLost, RegistryUnavailable
 from leasegate.ownership.testing import RedisServer
+from leasegate.ownership.testing_cluster import RedisClusterNodes
 
-from .chaos_faults import (
-    TOOLS,
-    TRANSIENT,
-    Faults,
-    Loss,
-    PoisonLog,
-    retrying,
-    settled_in_lost_window,
+from .chaos_check import SELF_TESTS, Findings, check, self_test, verdicts_missing
+from .chaos_faults import TOOLS, TRANSIENT, Faults, retrying, settled_in_lost_window
+from .chaos_record import (
+    TAKEN,
+    CallbackRecord,
+    Record,
+    RunRecord,
+    lost_with_worker,
+    received_times,
+    summarize_log,
+    verdicts_in_window,
+    writes_in_window,
 )
-from .common import KILL_MARK, SECRET, Worker, wait_until
+from .common import SECRET, Worker, wait_until
 from .rabbitmq import fresh_vhost
 
 T = TypeVar("T")
@@ -99,58 +103,6 @@ WORKER_ENV = {
 HARD_LIMIT_SETTLE = 45.0  # no hard_limit submit later than this before the budget ends
 EXTRA_TOOLS = (("hard_limit", 0.08), ("oversized", 0.06))  # share of submits each
 
-
-# -- the driver's own record ------------------------------------------------------------------
-
-@dataclass
-class RunRecord:
-    session_key: str
-    run_id: str
-    prompt: str
-    fate: str
-    fence: int = 0
-    ttl_ms: int = 0
-    created_ms: int | None = None
-    exp_ms: int = 0                     # latest lease expiry known (an upper bound)
-    released_before_ms: int | None = None   # release happened in (before, after]
-    released_after_ms: int | None = None
-    callbacks: list[str] = field(default_factory=list)
-    max_exp_ms: int = 0                 # the longest expiry any answered call set
-    touched_ms: list[int] = field(default_factory=list)  # server times of lease changes
-
-
-@dataclass
-class CallbackRecord:
-    callback_id: str
-    session_key: str
-    run_id: str
-    fence: int
-    deadline_ms: int
-    outcome: str = "pending"   # submitted | refused (never sent) | uncertain (send failed)
-    tool: str = "image_generate"
-    began_ms: int | None = None     # the submit call ran within (began, ended], server time
-    ended_ms: int | None = None
-
-
-class Record:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.runs: dict[tuple[str, str], RunRecord] = {}
-        self.callbacks: dict[str, CallbackRecord] = {}
-        self.events: Counter[str] = Counter()
-        self.poison = PoisonLog()
-        self.loss: Loss | None = None
-        # task ids a SIGKILLed worker had taken: their verdict may come only from the reaper
-        self.lost_with_worker: set[str] = set()
-        self.taken_ever: set[str] = set()  # task ids any worker received or discarded
-        self.kills_ms: list[int] = []      # server time of each worker or Redis SIGKILL
-        self.received_ms: dict[str, list[int]] = {}  # task id -> when a worker took it
-        self.amqp = False  # RabbitMQ is the broker: no pop-then-record loss to excuse
-        self.ack_outlived_verdict: set[str] = set()  # RabbitMQ: settled as the AOF tail was cut
-
-    def count(self, event: str, n: int = 1) -> None:
-        with self.lock:
-            self.events[event] += n
 
 
 class RecordingRun(Run):
@@ -345,300 +297,12 @@ class Driver:
         # else: it stays parked until its park runs out
 
 
-# -- faults -----------------------------------------------------------------------------------
-
-# -- the check ---------------------------------------------------------------------------------
-
-INBOX_REST = re.compile(r"^run:(?P<run>[^:]+):inbox$")  # after <ns>:{<shard>}:{<sk>}:
-
-
-@dataclass
-class Findings:
-    violations: list[str] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def bad(self, message: str) -> None:
-        self.violations.append(message)
-
-
-def exempt_after_loss(record: Record) -> set[str]:
-    """Submitted callbacks whose records the AOF tail loss could have erased: submitted in
-    the window, or taken off the queue in it (the pop may survive the cut while the
-    worker's record of the message as unacknowledged does not: then the message is gone)."""
-    loss = record.loss
-    if loss is None:
-        return set()
-    return {c.callback_id for c in record.callbacks.values()
-            if c.outcome in ("submitted", "pending") and (
-                loss.may_have_lost(c.began_ms, c.ended_ms)
-                or any(loss.may_have_lost(t, t) for t in record.received_ms.get(c.callback_id,
-                                                                                ())))}
-
-
-def next_starts(record: Record) -> dict[tuple[str, str], int]:
-    """(session key, run id) -> when the next run of that session key was created."""
-    found: dict[tuple[str, str], int] = {}
-    by_session: dict[str, list[RunRecord]] = {}
-    for rec in record.runs.values():
-        by_session.setdefault(rec.session_key, []).append(rec)
-    for runs in by_session.values():
-        # two starts can share a millisecond: the fence (issued in order) breaks the tie
-        runs.sort(key=lambda x: (x.created_ms or 0, x.fence))
-        for older, newer in itertools.pairwise(runs):
-            if newer.created_ms is not None:
-                found[(older.session_key, older.run_id)] = newer.created_ms
-    return found
-
-
-def check(client: Client, record: Record) -> Findings:
-    r, ns, out = client.redis, client.keys.namespace, Findings()
-    exempt = exempt_after_loss(record)
-    no_verdict: list[str] = []
-    malformed: list[bytes] = []
-    places: dict[str, list[str]] = {cb: [] for cb in record.callbacks}
-    next_start = next_starts(record)
-
-    for key in r.scan_iter(match=client.keys.session_pattern("*", "run:*:inbox"), count=1000):
-        sk, rest = client.keys.split_session_key(key.decode())
-        match = INBOX_REST.match(rest)
-        if not match:
-            continue
-        run_id = match["run"]
-        rec = record.runs.get((sk, run_id))
-        entries = inbox_entries(r, key)
-        out.counts["inboxes"] += 1
-        if rec is None:
-            out.bad(f"inbox of a run the driver never started: {key.decode()}")
-            continue
-        first = entries[0] if entries else None
-        if first is None or (first.seq, first.role, first.kind, first.payload) != (
-                1, "user", "prompt", rec.prompt):
-            out.bad(f"entry 1 of {run_id} is not its prompt: {first}")
-        for entry in entries[1:]:
-            check_entry(entry, rec, record, next_start.get((sk, run_id)), places, out)
-
-    for key in r.scan_iter(match=f"{glob_escape(ns)}:{{*}}:dlq:letter:*", count=1000):
-        letter = {k.decode(): v for k, v in r.hgetall(key).items()}
-        cb = letter.get("cb", b"").decode()
-        reason = letter.get("reason", b"").decode()
-        out.counts[f"quarantined:{reason}"] += 1
-        body = letter.get("body") or b""
-        if reason == "malformed" and not cb:  # poison: no owner; checked against the pushes
-            raw = letter.get("raw")
-            malformed.append(raw if isinstance(raw, bytes) else b"")
-            continue
-        if reason == "no_verdict":
-            no_verdict.append(cb)
-        if b"skipped" in body:
-            out.counts["quarantined_skipped_before_start"] += 1
-        if not cb:
-            out.bad(f"a dead letter without a callback id (reason {reason}): {key.decode()}")
-            continue
-        if cb not in places:
-            out.bad(f"dead letter {key.decode()} holds callback {cb} the driver never made")
-            continue
-        places[cb].append(f"dlq:{key.decode().rsplit(':', 1)[1]}:{reason}")
-
-    for problem in record.poison.check(malformed):
-        out.bad(problem)
-    for cb in no_verdict:  # the reaper's verdict: only where no other one could come
-        tool = record.callbacks[cb].tool if cb in record.callbacks else "?"
-        if tool == "hard_limit":
-            out.counts["no_verdict_hard_limit"] += 1
-        elif cb in exempt:
-            out.counts["no_verdict_after_loss"] += 1
-        elif cb in record.lost_with_worker:  # redelivery may outlast the grace (kill upon kill)
-            out.counts["no_verdict_lost_worker"] += 1
-        elif lost_in_transport(record, cb):
-            out.counts["no_verdict_lost_in_transport"] += 1
-        elif cb in record.ack_outlived_verdict:  # RabbitMQ kept the ack of a verdict lost
-            out.counts["no_verdict_ack_outlived_verdict"] += 1
-        else:
-            out.bad(f"callback {cb} ({tool}) got a no_verdict letter: its task could have "
-                    "given a verdict")
-    out.counts["exempt_after_loss"] = len(exempt)
-    for cb, where in places.items():
-        outcome = record.callbacks[cb].outcome
-        out.counts[f"callbacks_{outcome}"] += 1
-        if cb in exempt and len(where) <= 1:  # its records may be lost: 0 places or 1
-            out.counts["exempt_without_verdict"] += not where
-        elif outcome in ("submitted", "pending") and len(where) != 1:
-            out.bad(f"callback {cb} ({outcome}) ended in {len(where)} places: {where}")
-        elif outcome == "uncertain" and len(where) > 1:
-            out.bad(f"callback {cb} (send failed) ended in {len(where)} places: {where}")
-        elif outcome == "refused" and where:
-            out.bad(f"callback {cb} was never sent but ended in {where}")
-    return out
-
-
-def lost_in_transport(record: Record, cb: str) -> bool:
-    """A message no worker ever received, sent before a SIGKILL: kombu's Redis transport pops
-    it (BRPOP) before it records it as unacknowledged, so a kill in between loses it.
-    RabbitMQ keeps a delivered message until it is acknowledged: nothing is excused there."""
-    if record.amqp:
-        return False
-    began = record.callbacks[cb].began_ms if cb in record.callbacks else None
-    return (cb not in record.taken_ever and began is not None
-            and any(began <= kill for kill in record.kills_ms))
-
-
-def check_entry(entry: Entry, rec: RunRecord, record: Record, next_start: int | None,
-                places: dict[str, list[str]], out: Findings) -> None:
-    cb = entry.callback_id or ""
-    out.counts["delivered"] += 1
-    if entry.role != "tool":
-        out.bad(f"entry {entry.seq} of {rec.run_id} is role={entry.role}")
-    owner = record.callbacks.get(cb)
-    if owner is None:
-        out.bad(f"inbox of {rec.run_id} holds callback {cb!r} the driver never made")
-        return
-    places[cb].append(f"inbox:{rec.run_id}")
-    if owner.tool == "oversized":  # over the result limit: only an error can be delivered
-        if entry.kind != "error" or "result_too_large" not in repr(entry.payload):
-            out.bad(f"oversized callback {cb} was delivered as {entry.kind}, not "
-                    "result_too_large")
-        out.counts["oversized_delivered_as_error"] += 1
-    if (owner.session_key, owner.run_id, owner.fence) != (rec.session_key, rec.run_id,
-                                                          rec.fence):
-        out.bad(f"callback {cb} of run {owner.run_id} is in the inbox of run {rec.run_id}")
-    at = round((entry.provenance.get("delivered_at") or 0) * 1000)
-    fence = entry.provenance.get("fence")
-    if fence != rec.fence:
-        out.bad(f"callback {cb} in {rec.run_id} carries fence {fence}, the run's is {rec.fence}")
-    problems = []
-    loss, exp_ms, released_after = record.loss, rec.exp_ms, rec.released_after_ms
-    if loss is not None:  # a lease change the loss may have erased bounds nothing
-        lost_start = next_start is not None and loss.may_have_lost(next_start, next_start)
-        if any(loss.may_have_lost(t, t) for t in rec.touched_ms):
-            exp_ms = rec.max_exp_ms
-        if released_after is not None and loss.may_have_lost(rec.released_before_ms,
-                                                             released_after):
-            released_after = None
-        next_start = None if lost_start else next_start
-        if lost_start or (exp_ms, released_after) != (rec.exp_ms, rec.released_after_ms):
-            out.counts["bounds_relaxed_after_loss"] += 1
-    if rec.created_ms is None or at < rec.created_ms:
-        problems.append(f"before the run was created ({rec.created_ms})")
-    if at >= exp_ms:
-        problems.append(f"at or after its lease expiry ({exp_ms})")
-    if released_after is not None and at > released_after:
-        problems.append(f"after its release returned ({released_after})")
-    if next_start is not None and at > next_start:
-        problems.append(f"after the next run of {rec.session_key} started ({next_start})")
-    if at > owner.deadline_ms:
-        problems.append(f"after its deadline ({owner.deadline_ms})")
-    if problems:
-        out.bad(f"callback {cb} reached run {rec.run_id} at {at}, " + ", ".join(problems))
-    if rec.released_before_ms is not None and rec.released_after_ms is not None \
-            and rec.released_before_ms < at <= rec.released_after_ms:
-        out.counts["ambiguous_release_window"] += 1
-
-
-# -- the checker's own check --------------------------------------------------------------------
-
-SELF_TESTS = 6
-
-def self_test(client: Client, record: Record) -> list[str]:
-    """Corrupt the settled data six ways, one at a time, and confirm ``check`` reports each
-    (then undo it). Returns what went undetected."""
-    r, keys = client.redis, client.keys
-    runs = [rec for rec in record.runs.values() if rec.created_ms is not None]
-    placed: dict[str, str] = {}
-    for rec in runs:
-        for entry in inbox_entries(r, keys.inbox(rec.session_key, rec.run_id))[1:]:
-            placed[entry.callback_id or ""] = rec.run_id
-    released = [rec for rec in runs if rec.released_after_ms is not None]
-    delivered = [cb for cb, run_id in placed.items() if cb in record.callbacks]
-    exempt = exempt_after_loss(record)
-    every_letter = glob_escape(keys.namespace) + ":{*}:dlq:letter:*"  # of every shard
-    lettered = [k.decode() for k in r.scan_iter(match=every_letter, count=1000)
-                if (r.hget(k, "cb") or b"").decode() in record.callbacks.keys() - exempt]
-    if not (runs and released and delivered and lettered):
-        return ["not enough data to self-test"]
-    missed = []
-
-    def entry(rec: RunRecord, cb: str, at: int, role: str = "tool") -> dict[str, Any]:
-        return {"seq": 99, "role": role, "kind": "result", "cb": cb, "body": b"\x80",
-                "arts": b"\x90", "tool": "image_generate", "task": cb, "fence": rec.fence,
-                "at": at, "sub": at}
-
-    def expect(name: str, text: str) -> None:
-        if not any(text in v for v in check(client, record).violations):
-            missed.append(name)
-
-    cb = delivered[0]
-    owner = record.runs[(record.callbacks[cb].session_key, record.callbacks[cb].run_id)]
-    other = next(rec for rec in runs if rec.run_id != owner.run_id)
-    inbox = keys.inbox(other.session_key, other.run_id)
-    added = r.xadd(inbox, entry(other, cb, (other.created_ms or 0) + 1))  # type: ignore[arg-type]
-    expect("foreign inbox", "is in the inbox of run")
-    r.xdel(inbox, added)
-
-    own_inbox = keys.inbox(owner.session_key, owner.run_id)
-    added = r.xadd(own_inbox, entry(owner, cb, (owner.created_ms or 0) + 1))  # type: ignore[arg-type]
-    expect("duplicate", "ended in 2 places")
-    r.xdel(own_inbox, added)
-
-    added = r.xadd(own_inbox, entry(owner, "", (owner.created_ms or 0) + 1, role="user"))  # type: ignore[arg-type]
-    expect("role=user", "is role=user")
-    r.xdel(own_inbox, added)
-
-    late = released[0]
-    fake = uuid.uuid4().hex
-    record.callbacks[fake] = CallbackRecord(fake, late.session_key, late.run_id, late.fence,
-                                            2**62, "submitted")
-    late_inbox = keys.inbox(late.session_key, late.run_id)
-    added = r.xadd(late_inbox, entry(late, fake, (late.released_after_ms or 0) + 1000))  # type: ignore[arg-type]
-    expect("delivered after release", "after its release returned")
-    r.xdel(late_inbox, added)
-    del record.callbacks[fake]
-
-    hidden = f"{keys.namespace}:selftest-hidden"
-    r.rename(lettered[0], hidden)
-    expect("lost", "ended in 0 places")
-    r.rename(hidden, lettered[0])
-
-    def reason(key: str) -> tuple[str, str]:
-        cb = (r.hget(key, "cb") or b"").decode()
-        return record.callbacks[cb].tool, (r.hget(key, "reason") or b"").decode()
-
-    # a no_verdict letter for a callback whose task could have answered
-    plain = next((k for k in lettered if reason(k)[0] != "hard_limit"
-                  and reason(k)[1] != "no_verdict"
-                  and (r.hget(k, "cb") or b"").decode() not in record.lost_with_worker
-                  and not lost_in_transport(record, (r.hget(k, "cb") or b"").decode())
-                  and (r.hget(k, "cb") or b"").decode() not in record.ack_outlived_verdict),
-                 None)
-    if plain is None:
-        return [*missed, "no_verdict (no letter to plant it on)"]
-    was = reason(plain)[1]
-    r.hset(plain, "reason", "no_verdict")
-    expect("no_verdict", "got a no_verdict letter")
-    r.hset(plain, "reason", was)
-    return missed
-
-
-def inbox_entries(r: redis.Redis, key: str) -> list[Entry]:
-    return [Entry.from_stream(i, f) for i, f in r.xrange(key)]
-
-
 # -- the whole drill -------------------------------------------------------------------------
-
-def verdicts_missing(client: Client, record: Record) -> list[str]:
-    exempt = exempt_after_loss(record)  # their records may be lost: nothing to wait for
-    wanted = [c for c in record.callbacks.values()
-              if c.outcome in ("submitted", "pending") and c.callback_id not in exempt]
-    pipe = client.redis.pipeline(transaction=False)
-    for c in wanted:
-        pipe.exists(client.keys.callback(c.session_key, c.run_id, c.callback_id))
-    return [c.callback_id for c, found in zip(wanted, pipe.execute(), strict=True)
-            if not found]
-
 
 def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
           fault_interval: float, redis_down: float, workdir: Path,
-          self_testing: bool = False,
-          broker: str | None = None) -> tuple[Findings, Record, dict[str, Any]]:
+          self_testing: bool = False, broker: str | None = None,
+          cluster: bool = False) -> tuple[Findings, Record, dict[str, Any]]:
     rng = random.Random(seed)
     started = time.monotonic()
     record = Record()
@@ -647,14 +311,18 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
     if broker and broker.startswith(("amqp", "pyamqp")):  # poison is published to RabbitMQ
         record.amqp, record.poison.amqp_url = True, broker
     info: dict[str, Any] = {"namespace": namespace, "seed": seed,
-                            "broker": "rabbitmq" if record.amqp else "redis"}
-    with RedisServer(aof=True) as server:
-        workers = [Worker("benchmarks.apps:chaos", server.url, namespace, workdir,
+                            "broker": "rabbitmq" if record.amqp else "redis",
+                            "redis": "cluster" if cluster else "standalone"}
+    store = RedisClusterNodes() if cluster else RedisServer(aof=True)
+    with store:
+        # a cluster is reached through one node's URL; that node is never the one killed
+        url = store.url
+        workers = [Worker("benchmarks.apps:chaos", url, namespace, workdir,
                           name=f"chaos{i}", queues="media", concurrency=1, loglevel="INFO",
                           **WORKER_ENV, **broker_env) for i in range(WORKERS)]
         LIVE_WORKERS[:] = workers
-        LIVE_SERVERS[:] = [server]
-        client = Client.from_url(server.url, namespace, secret=SECRET.encode(), tasks=TOOLS,
+        LIVE_SERVERS[:] = store.nodes if isinstance(store, RedisClusterNodes) else [store]
+        client = Client.from_url(url, namespace, secret=SECRET.encode(), tasks=TOOLS,
                                  broker_url=broker)
         try:
             for w in workers:
@@ -666,7 +334,7 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             runs_started = [0]
             lock = threading.Lock()
             hard_limit_until = budget - HARD_LIMIT_SETTLE
-            faults = Faults(workers, server,
+            faults = Faults(workers, store,
                             Driver(client, record, random.Random(rng.random()), jobs),
                             fault_interval, lambda: runs_started[0] >= runs // 2,
                             lambda: runs_started[0] >= runs * 3 // 4, redis_down)
@@ -702,7 +370,7 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             if not faults.redis_restarted:
                 faults.restart_redis()  # a short drill still gets its Redis restarts
             faults.push_poison()
-            if record.loss is None:
+            if record.loss is None and not cluster:  # a cluster's loss is the failover's
                 faults.restart_losing_tail()
             info["runs_phase_s"] = round(time.monotonic() - started, 1)
             for w in workers:  # every worker alive again for the settling phase
@@ -725,11 +393,16 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
             info["settled_s"] = round(time.monotonic() - started, 1)
             logs = [w.log() for w in workers]
             record.lost_with_worker = lost_with_worker(logs)
-            if record.amqp:
-                record.ack_outlived_verdict = settled_in_lost_window(record.loss, logs)
+            if record.amqp and record.loss is not None:
+                loss = record.loss
+                record.ack_outlived_verdict = {  # only tasks of sessions the loss covers
+                    task for task in settled_in_lost_window(loss, logs)
+                    if task not in record.callbacks
+                    or loss.covers(record.callbacks[task].session_key)}
             record.taken_ever = {m["received"] or m["revoked"]
                                  for log in logs for m in TAKEN.finditer(log)}
             record.received_ms = received_times(logs)
+            info["window_verdicts"] = verdicts_in_window(record, logs)
             findings = check(client, record)
             if self_testing:
                 missed = self_test(client, record)
@@ -750,47 +423,6 @@ def drill(runs: int, seconds: float, seed: int, actors: int, jobs: int,
     return findings, record, info
 
 
-TAKEN = re.compile(r"Task [\w.]+\[(?P<received>[0-9a-f]{32})\] received"
-                   r"|Discarding revoked task: [\w.]+\[(?P<revoked>[0-9a-f]{32})\]")
-FINISHED = re.compile(r"Task [\w.]+\[(?P<task>[0-9a-f]{32})\] (?:succeeded|raised|retry)"
-                      r"|revoked callback (?P<callback>[0-9a-f]{32}):")
-
-
-RECEIVED_AT = re.compile(r"^\[(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] "
-                         r"Task [\w.]+\[(?P<task>[0-9a-f]{32})\] received", re.M)
-
-
-def received_times(logs: list[str]) -> dict[str, list[int]]:
-    """When each task was taken off the queue, from the workers' log lines (this machine's
-    clock, the one Redis reads too), in ms since the epoch."""
-    times: dict[str, list[int]] = {}
-    for log in logs:
-        for m in RECEIVED_AT.finditer(log):
-            at = datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            times.setdefault(m["task"], []).append(round(at * 1000))
-    return times
-
-
-def lost_with_worker(logs: list[str]) -> set[str]:
-    """The task ids a SIGKILLed worker incarnation had taken (received, or acked as revoked)
-    and not finished: each incarnation's log that ends in the driver's kill mark."""
-    lost: set[str] = set()
-    for log in logs:
-        for killed in log.split(KILL_MARK)[:-1]:
-            taken = {m["received"] or m["revoked"] for m in TAKEN.finditer(killed)}
-            lost |= taken - {m["task"] or m["callback"] for m in FINISHED.finditer(killed)}
-    return lost
-
-
-def summarize_log(log: str) -> dict[str, int]:
-    return {name: log.count(text) for name, text in (
-        ("delivered", "delivered result callback"), ("delivered_error", "delivered error"),
-        ("quarantined", "quarantined callback"),
-        ("skipped", "skipped leasegate.image_generate"), ("worker_lost", "WorkerLostError"),
-        ("time_limits", "Hard time limit"),
-        ("broker_lost", "Connection to broker lost"), ("retry", "Retry in"),
-        ("errors", "ERROR/"), ("criticals", "CRITICAL/"))}
-
 
 def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
     ev, counts = record.events, findings.counts
@@ -801,7 +433,8 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
             f"{f}={ev[f'fate_{f}']}" for f, _ in (*FATES, ("revoke", 0))) + ")",
         f"callbacks={len(record.callbacks)} submitted={counts['callbacks_submitted']} "
         f"refused={counts['callbacks_refused']} uncertain={counts['callbacks_uncertain']}",
-        f"kills: children={ev['kill_child']} workers={ev['kill_worker']}; restarts: "
+        f"kills: children={ev['kill_child']} workers={ev['kill_worker']} "
+        f"primaries={ev['kill_primary']}; restarts: "
         f"workers={ev['restart_worker']} redis={ev['restart_redis']}",
         f"delivered={counts['delivered']} quarantined={sum(quarantined.values())} "
         f"{json.dumps(quarantined, sort_keys=True)} skipped_before_start="
@@ -812,8 +445,8 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         f"start_reply_lost={ev['start_reply_lost']}",
         f"time: startup {info.get('startup_s')} s, runs until {info.get('runs_phase_s')} s, "
         f"settled at {info.get('settled_s')} s, total {info.get('seconds')} s "
-        f"(seed {info['seed']}, broker {info['broker']})" + (f"; self-test: {info['self_test']}"
-                                     if "self_test" in info else ""),
+        f"(seed {info['seed']}, broker {info['broker']}, redis {info['redis']})"
+        + (f"; self-test: {info['self_test']}" if "self_test" in info else ""),
         f"worker logs: {json.dumps(info.get('worker_logs', {}), sort_keys=True)}",
         *fault_lines(findings, record, info),
     ]
@@ -829,9 +462,15 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
     """The later faults: a detail line, then the named counts."""
     ev, counts, loss = record.events, findings.counts, record.loss
     hits = sum(log.get("time_limits", 0) for log in info.get("worker_logs", {}).values())
-    window = (f"lost window {loss.killed_ms - loss.mark_ms} ms before the kill, "
-              f"{loss.cut_bytes} bytes cut, mark survived={loss.mark_survived}"
-              if loss else "no loss")
+    window = "no loss" if loss is None else (
+        f"lost window {loss.killed_ms - loss.mark_ms} ms before the kill, "
+        f"{loss.cut_bytes} bytes cut, mark survived={loss.mark_survived}"
+        if loss.shards is None else
+        f"primary killed: lost window {loss.killed_ms - loss.mark_ms} ms before the kill on "
+        f"{len(loss.shards)} of {SHARDS} shards, {loss.marks_lost} marks lost (acknowledged, "
+        f"not replicated), mark survived={loss.mark_survived}, "
+        f"promoted {(loss.promoted_ms or loss.restarted_ms) - loss.killed_ms} ms after the "
+        "kill")
     return [
         f"fault details: hard_limit callbacks={ev['tool_hard_limit']} (no_verdict letters "
         f"{counts['no_verdict_hard_limit']}); oversized delivered as result_too_large="
@@ -842,11 +481,14 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"{counts['no_verdict_after_loss']}, no_verdict after a worker kill="
         f"{counts['no_verdict_lost_worker']}, no_verdict for a message lost in the transport="
         f"{counts['no_verdict_lost_in_transport']}, no_verdict where RabbitMQ kept the ack of "
-        f"a verdict the AOF tail lost={counts['no_verdict_ack_outlived_verdict']}, "
+        f"a verdict the data loss erased={counts['no_verdict_ack_outlived_verdict']}, "
         f"bounds relaxed={counts['bounds_relaxed_after_loss']}",
         f"faults: time_limits={hits} oversized={ev['tool_oversized']} "
         f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "
-        f"aof_tail_lost={ev['aof_tail_lost']} exempt_after_loss={counts['exempt_after_loss']}",
+        f"aof_tail_lost={ev['aof_tail_lost']} primary_killed={ev['kill_primary']} "
+        f"window_writes={writes_in_window(record)} "
+        f"window_verdicts={info.get('window_verdicts', 0)} "
+        f"exempt_after_loss={counts['exempt_after_loss']}",
     ]
 
 
@@ -882,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-test", action="store_true",
                         help="afterwards, plant six kinds of violation and confirm the check "
                              "reports each")
+    parser.add_argument("--redis", choices=("standalone", "cluster"), default="standalone",
+                        help="the store: one Redis (AOF; SIGKILLed and restarted), or a local "
+                             "Redis Cluster of 3 primaries + 3 replicas (a primary SIGKILLed "
+                             "mid-drill, its replica promoted); cluster needs --broker rabbitmq")
     parser.add_argument("--broker", default=None,
                         help="the Celery broker (LEASEGATE_BROKER_URL): an amqp:// URL of a "
                              "vhost whose queues start empty, or 'rabbitmq' for a fresh vhost "
@@ -892,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds < 45:
         parser.error("--seconds must be >= 45 (workers start, runs, settling, the check)")
+    if args.redis == "cluster" and not (args.broker == "rabbitmq" or str(
+            args.broker).startswith(("amqp://", "pyamqp://"))):
+        parser.error(f"--redis cluster needs --broker rabbitmq (or an amqp:// URL), not "
+                     f"{args.broker or 'the default (Redis)'}: kombu has no Redis Cluster "
+                     "transport, so the Celery broker cannot be the cluster")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     threading.Thread(target=watchdog, args=(args.seconds + 30,), daemon=True).start()
     logging.getLogger("leasegate.quarantine").setLevel(logging.ERROR)
@@ -901,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
             else args.broker
         findings, record, info = drill(args.runs, args.seconds, seed, args.actors, args.jobs,
                                        args.fault_interval, args.redis_down, Path(workdir),
-                                       args.self_test, broker)
+                                       args.self_test, broker, args.redis == "cluster")
         if findings.violations or args.keep_logs:  # keep the worker logs to be read
             keep = args.keep_logs or Path(tempfile.mkdtemp(prefix="leasegate-chaos-logs-"))
             keep.mkdir(parents=True, exist_ok=True)

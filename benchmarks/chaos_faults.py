@@ -30,17 +30,22 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
-from leasegate.ownership import RegistryUnavailable
+from leasegate.ownership import RegistryUnavailable, shard_of
 from leasegate.ownership.testing import RedisServer
+from leasegate.ownership.testing_cluster import RedisClusterNodes
 
+from .chaos_cluster import pick_victim, write_marks_in_slot
 from .common import Worker
 
 if TYPE_CHECKING:
-    from .chaos import Driver, Record, RecordingRun, RunRecord
+    from .chaos import Driver, RecordingRun
+    from .chaos_record import Record, RunRecord
 
 T = TypeVar("T")
 TRANSIENT = (RegistryUnavailable, redis.exceptions.ConnectionError,
-             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+             redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+             # the driver's own raw calls to a cluster mid-failover
+             redis.exceptions.ClusterDownError, redis.exceptions.ClusterError)
 
 QUEUE = "media"  # the queue the drill's workers consume
 # The drill's tools (benchmarks.apps:chaos declares the two of its own) and their routes.
@@ -56,13 +61,22 @@ CUT_BYTES = (1024, 6144)  # how much of the AOF tail is cut (a range, drawn per 
 
 @dataclass
 class Loss:
-    """One restart that lost its AOF tail: writes at server time >= ``mark_ms`` may be lost
-    (up to the kill); everything from ``restarted_ms`` on happened after it."""
+    """One restart that lost its AOF tail, or a primary kill that lost what its replica had
+    not received: writes at server time >= ``mark_ms`` may be lost (up to the kill);
+    everything from ``restarted_ms`` on happened after it (the restart; on a cluster, the
+    moment the killed primary was dead)."""
     mark_ms: int
     killed_ms: int
     restarted_ms: int
     cut_bytes: int
     mark_survived: bool
+    shards: frozenset[int] | None = None  # the only shards it may have hit; None: every one
+    marks_lost: int = 0  # marks written after the surviving one: acknowledged, then lost
+    promoted_ms: int | None = None  # when the killed primary's replica had taken over
+
+    def covers(self, session_key: str) -> bool:
+        """Could it have lost writes of this session (its shard's)?"""
+        return self.shards is None or shard_of(session_key) in self.shards
 
     def may_have_lost(self, began_ms: int | None, ended_ms: int | None) -> bool:
         """Could a call that began and ended at these server times have been erased?"""
@@ -181,7 +195,8 @@ def retrying(call: Callable[[], T], record: Record, timeout: float = 30.0) -> T:
 
 
 class Faults(threading.Thread):
-    def __init__(self, workers: list[Worker], server: RedisServer, driver: Driver,
+    def __init__(self, workers: list[Worker], server: RedisServer | RedisClusterNodes,
+                 driver: Driver,
                  interval: float, redis_restart: Callable[[], bool],
                  aof_loss: Callable[[], bool], redis_down: float) -> None:
         super().__init__(name="chaos-faults", daemon=True)
@@ -192,6 +207,7 @@ class Faults(threading.Thread):
         self.redis_restart_due = redis_restart
         self.aof_loss_due = aof_loss
         self.stop = threading.Event()
+        self.spare_url = server.url  # the node the workers were given: never the victim
         self.redis_restarted = False
         self.poison_pushed = 0
         self.error: BaseException | None = None
@@ -204,7 +220,8 @@ class Faults(threading.Thread):
                 if not self.redis_restarted and self.redis_restart_due():
                     self.restart_redis()
                     continue
-                if self.redis_restarted and self.record.loss is None and self.aof_loss_due():
+                if self.redis_restarted and self.record.loss is None and self.aof_loss_due() \
+                        and isinstance(self.server, RedisServer):
                     self.restart_losing_tail()
                     continue
                 kind = plan.pop(0) if plan else self.rng.choice(("child", "child", "worker"))
@@ -240,30 +257,75 @@ class Faults(threading.Thread):
 
     def restart_redis(self) -> None:
         """SIGKILL (AOF with appendfsync always loses nothing acknowledged) and restart; runs
-        release with cancel_pending just before the kill and while Redis is down."""
-        victims = []
-        for _ in range(3):
-            run, rec = self.driver.start("revoke", ttl=20.0)
-            self.record.count("fate_revoke")
-            for _ in range(2):
-                self.driver.submit(run, rec, tool="image_generate")
-            victims.append((run, rec))
-        self.driver.release(*victims[0], "cancelled", cancel=True)
-        self.record.count("revoked_before_restart")
+        release with cancel_pending just before the kill and while Redis is down. On a
+        cluster: SIGKILL a primary instead, its replica promoted (fail_over)."""
+        if isinstance(self.server, RedisClusterNodes):
+            self.fail_over(self.server)
+            return
+        victims = self.revocable_runs()
         before = self.driver.now_ms()
         self.record.kills_ms.append(before)
         self.server.kill()
-        revokers = [threading.Thread(target=self.revoke_in_outage, args=(run, rec, before),
-                                     name="chaos-revoke", daemon=True)
-                    for run, rec in victims[1:]]
-        for t in revokers:
-            t.start()
+        revokers = self.revoke_in_background(victims[1:], before)
         self.stop.wait(self.redis_down)  # the outage lasts this long (a real restart takes time)
         self.server.start()
         for t in revokers:
             t.join(60)
         self.redis_restarted = True
         self.record.count("restart_redis")
+
+    def revocable_runs(self, session_keys: list[str] | None = None
+                       ) -> list[tuple[RecordingRun, RunRecord]]:
+        """Three runs with two callbacks each; the first released with cancel_pending now,
+        before the fault, the others to be released during it."""
+        victims = []
+        for _ in range(3):
+            key = self.rng.choice(session_keys) if session_keys else None
+            run, rec = self.driver.start("revoke", session_key=key, ttl=20.0)
+            self.record.count("fate_revoke")
+            for _ in range(2):
+                self.driver.submit(run, rec, tool="image_generate")
+            victims.append((run, rec))
+        self.driver.release(*victims[0], "cancelled", cancel=True)
+        self.record.count("revoked_before_restart")
+        return victims
+
+    def revoke_in_background(self, victims: list[tuple[RecordingRun, RunRecord]],
+                             before: int) -> list[threading.Thread]:
+        revokers = [threading.Thread(target=self.revoke_in_outage, args=(run, rec, before),
+                                     name="chaos-revoke", daemon=True) for run, rec in victims]
+        for t in revokers:
+            t.start()
+        return revokers
+
+    def fail_over(self, cluster: RedisClusterNodes) -> None:
+        """SIGKILL the primary of some sessions' shards; the cluster promotes its replica.
+        Runs of those sessions release with cancel_pending before the kill and during the
+        failover. Marks in a slot of the victim until the kill bound what replication lost."""
+        client = self.driver.client
+        victim = pick_victim(cluster, client.keys, self.driver.jobs, self.rng, self.spare_url)
+        victims = self.revocable_runs(victim.jobs)
+        key = client.keys.shard_key(min(victim.shards), "chaos:loss-mark")
+        marks = retrying(lambda: write_marks_in_slot(client.redis, key, self.stop, 1.0),
+                         self.record)
+        killed = self.driver.now_ms()
+        self.record.kills_ms.append(killed)
+        victim.node.kill()  # cluster.kill_primary(victim), split so revocations start now
+        # dead: it acknowledges nothing more (this host's clock is the one Redis reads); the
+        # replica takes writes only once promoted, and keeps them
+        dead = round(time.time() * 1000)
+        revokers = self.revoke_in_background(victims[1:], killed)
+        cluster.wait_healthy(60)
+        promoted = self.driver.now_ms()
+        for t in revokers:
+            t.join(60)
+        survived = retrying(lambda: client.redis.get(key), self.record)
+        mark = int(survived) if survived else 0  # none: nothing bounds the loss on its shards
+        self.record.loss = Loss(mark, killed, dead, cut_bytes=0,
+                                mark_survived=survived is not None, shards=victim.shards,
+                                marks_lost=sum(m > mark for m in marks), promoted_ms=promoted)
+        self.redis_restarted = True
+        self.record.count("kill_primary")
 
     def revoke_in_outage(self, run: RecordingRun, rec: RunRecord, before: int) -> None:
         """release(cancel_pending=True) while Redis is down: retried until it answers."""
@@ -284,22 +346,24 @@ class Faults(threading.Thread):
     def restart_losing_tail(self) -> None:
         """SIGKILL, cut the end of the AOF, restart: the acknowledged writes of the last
         moments are lost. A mark written until the kill bounds what may be lost."""
+        server = self.server
+        assert isinstance(server, RedisServer), "no AOF cut on a cluster: its loss is a kill"
         r = self.driver.client.redis
         key = f"{self.driver.client.keys.namespace}:chaos:aof-mark"
         keep = ("", 0)
 
         def first_mark_written() -> None:  # the cut stops short of it, so a mark survives
             nonlocal keep
-            aof = last_aof(self.server.directory)
+            aof = last_aof(server.directory)
             keep = (aof.name, aof.stat().st_size)
 
         retrying(lambda: write_marks(r, key, self.stop, 1.0, first_mark_written), self.record)
         killed = self.driver.now_ms()
         self.record.kills_ms.append(killed)
-        self.server.kill()
-        cut = cut_aof_tail(self.server.directory, self.rng, keep)
+        server.kill()
+        cut = cut_aof_tail(server.directory, self.rng, keep)
         self.stop.wait(self.redis_down)
-        self.server.start()
+        server.start()
         restarted = self.driver.now_ms()
         mark = retrying(lambda: r.get(key), self.record)
         # no surviving mark: nothing bounds the loss, so every write may have been lost

@@ -85,7 +85,11 @@ def unavailable_as_error() -> Iterator[None]:
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-            redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
+            redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+            # a Redis Cluster mid-failover (CLUSTERDOWN, TRYAGAIN, a slot with no live primary
+            # yet): the command was refused, not run
+            redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+            redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError) as exc:
         raise RegistryUnavailable(f"Redis is unavailable: {explain_tls_failure(str(exc))}") \
             from exc
 

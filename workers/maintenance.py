@@ -10,6 +10,7 @@ of its interval, so across all workers a job runs at most once per interval (ser
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -52,6 +53,7 @@ class Maintenance:
         self.store = config.artifact_store()
         self.lock_ttl = max(MIN_LOCK_TTL, 4 * config.maintenance_interval)
         self.stopped = threading.Event()
+        self.leftover: tuple[Any, str] | None = None  # (lock, token) a round failed to release
         self.thread: threading.Thread | None = None
         self.hooks: list[Callable[[], None]] = []  # every tick, lock or not (queue claims)
 
@@ -61,10 +63,16 @@ class Maintenance:
             hook()
         if not self.config.maintenance_interval:
             return None  # this worker only keeps its queue claims
+        self._free_leftover()
         lock = self.client.redis.lock(lock_key(self.config.namespace), timeout=self.lock_ttl,
                                       blocking=False, thread_local=False)
-        if not lock.acquire(token=uuid.uuid4().hex):
-            return None
+        token = uuid.uuid4().hex
+        try:
+            if not lock.acquire(token=token):
+                return None
+        except RedisError:  # it may have been taken before the reply was lost
+            self.leftover = (lock, token)
+            raise
         try:
             done = {"reaped": self.reaper.reap(self.config.verdict_grace, REAP_LIMIT)}
             if self._due("sweep", self.config.dlq_sweep_interval):
@@ -80,9 +88,22 @@ class Maintenance:
                 lock.release()
             except LockError:  # it expired meanwhile: another worker may hold it now
                 log.warning("maintenance lock expired during a round (%g s)", self.lock_ttl)
+            except RedisError:  # Redis failed mid-round: freed on the next tick, not at its TTL
+                self.leftover = (lock, token)
+                raise
         if any(done.values()):
             log.info("leasegate maintenance: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
         return done
+
+    def _free_leftover(self) -> None:
+        """Release the lock a round kept when Redis failed before its release (a restart, a
+        cluster failover): left to its TTL, it would stop every worker's reaper that long."""
+        if self.leftover is None:
+            return
+        lock, token = self.leftover
+        with contextlib.suppress(LockError):  # expired meanwhile: nothing of ours to free
+            lock.do_release(token)
+        self.leftover = None
 
     def _due(self, job: str, interval: float) -> bool:
         return bool(self.client.redis.set(due_key(self.config.namespace, job), 1, nx=True,

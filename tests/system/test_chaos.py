@@ -47,7 +47,7 @@ def test_chaos_drill_has_no_violations() -> None:
 
 
 def test_a_no_verdict_is_excused_only_for_tasks_a_killed_worker_had_not_finished() -> None:
-    from benchmarks.chaos import lost_with_worker
+    from benchmarks.chaos_record import lost_with_worker
     from benchmarks.common import KILL_MARK
 
     def line(task: str, what: str) -> str:
@@ -63,7 +63,8 @@ def test_a_no_verdict_is_excused_only_for_tasks_a_killed_worker_had_not_finished
 
 
 def test_a_no_verdict_is_excused_for_a_message_no_worker_received_sent_before_a_kill() -> None:
-    from benchmarks.chaos import CallbackRecord, Record, lost_in_transport
+    from benchmarks.chaos_check import lost_in_transport
+    from benchmarks.chaos_record import CallbackRecord, Record
 
     record = Record()
     record.callbacks["a" * 32] = CallbackRecord("a" * 32, "cron:x", "r", 1, 0, "submitted",
@@ -78,8 +79,9 @@ def test_a_no_verdict_is_excused_for_a_message_no_worker_received_sent_before_a_
 
 
 def test_a_receipt_inside_the_loss_window_exempts_its_callback() -> None:
-    from benchmarks.chaos import CallbackRecord, Record, exempt_after_loss, received_times
+    from benchmarks.chaos_check import exempt_after_loss
     from benchmarks.chaos_faults import Loss
+    from benchmarks.chaos_record import CallbackRecord, Record, received_times
 
     log = ("[2026-11-29 19:07:11,914: INFO/MainProcess] Task leasegate.image_generate"
            f"[{'a' * 32}] received\n")
@@ -97,8 +99,30 @@ def test_a_receipt_inside_the_loss_window_exempts_its_callback() -> None:
     assert exempt_after_loss(record) == set()  # taken before the window: the take survived
 
 
+def test_a_killed_primary_excuses_only_the_sessions_of_its_shards() -> None:
+    from benchmarks.chaos_check import exempt_after_loss
+    from benchmarks.chaos_faults import Loss
+    from benchmarks.chaos_record import CallbackRecord, Record, RunRecord, writes_in_window
+    from leasegate.ownership import shard_of
+
+    record = Record()
+    for key in ("cron:job-1", "cron:job-2"):
+        record.callbacks[key] = CallbackRecord(key, key, "r", 1, 0, "submitted",
+                                               began_ms=1000, ended_ms=1010)
+        record.runs[(key, "r")] = RunRecord(key, "r", "p", "finish", created_ms=1005)
+    assert shard_of("cron:job-1") != shard_of("cron:job-2")
+    record.loss = Loss(mark_ms=1000, killed_ms=1020, restarted_ms=3000, cut_bytes=0,
+                       mark_survived=True, shards=frozenset({shard_of("cron:job-1")}))
+    assert exempt_after_loss(record) == {"cron:job-1"}
+    assert writes_in_window(record) == 2  # job-1's submit and its run's start
+    record.loss.shards = None  # a standalone Redis: the loss covers every session
+    assert exempt_after_loss(record) == {"cron:job-1", "cron:job-2"}
+    assert writes_in_window(record) == 4
+
+
 def test_runs_started_in_the_same_millisecond_are_ordered_by_fence() -> None:
-    from benchmarks.chaos import Record, RunRecord, next_starts
+    from benchmarks.chaos_check import next_starts
+    from benchmarks.chaos_record import Record, RunRecord
 
     record = Record()
     later = RunRecord("cron:job-47", "b" * 32, "p", "finish", fence=3, created_ms=1000)

@@ -138,6 +138,41 @@ def test_one_worker_at_a_time_and_each_job_once_per_interval(
     assert not client.redis.exists(lock_key(namespace))  # released after the round
 
 
+def test_a_round_cut_short_by_redis_does_not_keep_the_lock_for_its_ttl(
+        namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis dies while a round holds the lock (a restart, a cluster failover) and comes back
+    with the lock in it (AOF): the worker frees it on its next tick instead of leaving every
+    worker's reaper idle for the lock's TTL (a minute)."""
+    from redis.exceptions import RedisError
+
+    from leasegate.ownership import RegistryUnavailable
+    from leasegate.workers import WorkerConfig
+    from leasegate.workers.maintenance import Maintenance, due_key, lock_key
+
+    with RedisServer(aof=True) as server:
+        client = Client.from_url(server.url, namespace, secret=SECRET.encode())
+        config = WorkerConfig(redis_url=server.url, namespace=namespace,
+                              secret=SECRET.encode(), artifact_dir=str(tmp_path / "art"))
+        for job in ("sweep", "collect"):  # only the reaper is due
+            client.redis.set(due_key(namespace, job), 1, px=600_000)
+        maintenance = Maintenance(config, client)
+        reap = maintenance.reaper.reap
+
+        def dies_mid_round(grace: float, limit: int = 1000) -> int:
+            server.kill()
+            raise RegistryUnavailable("Redis is unavailable: killed mid-round")
+
+        monkeypatch.setattr(maintenance.reaper, "reap", dies_mid_round)
+        with pytest.raises(RedisError):  # the release could not reach Redis either
+            maintenance.tick()
+        server.start()
+        assert client.redis.pttl(lock_key(namespace)) > 50_000  # still held, for a minute
+        monkeypatch.setattr(maintenance.reaper, "reap", reap)
+        assert maintenance.tick() == {"reaped": 0}  # the next tick freed it and did its round
+        assert not client.redis.exists(lock_key(namespace))
+        client.redis.close()
+
+
 def test_config_reads_and_checks_the_maintenance_variables() -> None:
     from leasegate.workers import ConfigError, WorkerConfig
 
