@@ -66,6 +66,14 @@ def is_cluster(client: Any) -> bool:
         return False
 
 
+def one_node_info(client: Any, section: str) -> dict[str, Any]:
+    """INFO ``section`` of the server, or of one node of a cluster (they run one version)."""
+    if isinstance(client, redis.RedisCluster):
+        client = client.get_redis_connection(client.get_default_node())
+    info: dict[str, Any] = client.info(section)
+    return info
+
+
 def wait_slice(client: redis.Redis) -> float:
     """How long one blocking call (BLMOVE, XREAD BLOCK) may wait on the server with
     ``client``: a quarter of its socket timeout, at most MAX_WAIT_SLICE. A longer wait is

@@ -122,6 +122,17 @@ def redis_server(redis_binary: str, request: pytest.FixtureRequest) -> Iterator[
         yield server
 
 
+@pytest.fixture(scope="session")
+def celery_broker(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """Where the tests' Celery apps send tasks: the session's server, or beside a cluster
+    (kombu has no Redis Cluster transport) a server of its own."""
+    if isinstance(redis_server, RedisClusterNodes):
+        with RedisServer() as server:
+            yield server
+        return
+    yield redis_server
+
+
 @pytest.fixture
 def fault_redis(redis_binary: str) -> Iterator[RedisServer]:
     """A server of the test's own, with AOF on, that the test may stop, kill and restart

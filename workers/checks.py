@@ -136,6 +136,14 @@ class QueueClaims:
 
     def claim(self) -> None:
         """At start-up: ConfigError naming the queue and its holder if one is taken."""
+        from ..ownership import is_cluster
+
+        if is_cluster(self.client):  # kombu would meet MOVED replies it cannot follow
+            raise ConfigError(
+                "LEASEGATE_BROKER_URL is a Redis Cluster node (it defaults to "
+                "LEASEGATE_REDIS_URL), and Celery has no Redis Cluster transport: keep the "
+                "registry on the cluster and give the broker RabbitMQ (amqp://...) or a "
+                "standalone or Sentinel Redis (docs/scaling.md)")
         try:
             taken = self.holders()
         except Exception as exc:

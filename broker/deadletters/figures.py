@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from ...ownership import as_text, glob_escape, unavailable_as_error
+from ...ownership import as_text, glob_escape, one_node_info, server_time_ms, unavailable_as_error
 from ..codes import KINDS, REASONS, STATES
 from ..keys import BrokerKeys
 from .index import HELD_STATES, LetterIndex
@@ -33,10 +33,8 @@ def stats(client: redis.Redis, keys: BrokerKeys, index: LetterIndex, kind: str |
             pipe.hgetall(k.dead_letter_stats(shard))
             pipe.xlen(k.dead_letters(shard))
             pipe.xrange(k.dead_letters(shard), count=1)
-        pipe.time()
-        pipe.info("server")
-        *per_shard, (secs, micros), server = pipe.execute()
-        now = int(secs) * 1000 + int(micros) // 1000
+        per_shard = pipe.execute()
+        now = server_time_ms(client)  # not in the pipeline: a cluster pipeline takes no TIME
         counters: Counter[str] = Counter()
         for raw in per_shard[0::3]:
             counters.update({as_text(f): int(v) for f, v in raw.items()
@@ -47,7 +45,7 @@ def stats(client: redis.Redis, keys: BrokerKeys, index: LetterIndex, kind: str |
         groups = [_groups(keys, shard, tools) for shard in shards]
         if not chosen_filters:
             shard_cards = _zcards(client, groups)
-        elif int(str(server.get("redis_version", "0")).split(".")[0]) >= 7:
+        elif int(one_node_info(client, "server").get("redis_version", "0").split(".")[0]) >= 7:
             shard_cards, held = _zintercards(client, per_filters, groups)
         else:
             walked = [_count_walking(client, f, g) for f, g in zip(per_filters, groups,

@@ -6,9 +6,9 @@ one: into a live or parked run of the letter's own session key, once. A letter w
 is not live stays a dead letter and is counted as refused, by reason. ``kind=error`` letters
 (skipped or failed work, not results) are skipped unless ``force``.
 
-Progress lives in Redis, ``<ns>:redrive:<id>`` (a hash, kept a day), so every ``serve``
+Progress lives in Redis, ``<ns>:{redrive:<id>}`` (a hash, kept a day), so every ``serve``
 process behind one address reports the same; the process that started a redrive runs it and
-refreshes ``<ns>:redrive:<id>:alive``: a running redrive without it was abandoned.
+refreshes ``<ns>:{redrive:<id>}:alive``: a running redrive without it was abandoned.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ class Redrives:
         self.alive_ms = alive_ms  # how long a redrive outlives its process's last flush
 
     def key(self, redrive_id: str) -> str:
-        return self.keys.global_key(f"redrive:{redrive_id}")
+        # hash-tagged: the record and its ':alive' heartbeat change in one transaction
+        return self.keys.global_key(f"{{redrive:{redrive_id}}}")
 
     def start(self, request: RedriveRequest, by: str) -> RedriveProgress:
         """Record a redrive and run it in a background thread of this process."""

@@ -25,6 +25,7 @@ from ...ownership import (
     as_text,
     check_seconds,
     server_time_ms,
+    shard_of,
     unavailable_as_error,
 )
 from ..codes import REPLAY_REFUSALS
@@ -153,9 +154,13 @@ class DeadLetters:
                                     "it is kind=error, an error notice rather than a result; "
                                     "pass --force (force=True) to hand it over anyway")
         k, sk, run_id = self.keys, to.session_key, to.run_id
-        keys = [k.dead_letters(letter_shard(dead_letter_id)), k.dead_letter(dead_letter_id),
-                k.run(sk, run_id),
-                k.inbox(sk, run_id), k.resume(sk, run_id)]
+        shard = letter_shard(dead_letter_id)
+        target = [k.run(sk, run_id), k.inbox(sk, run_id), k.resume(sk, run_id)]
+        if shard_of(sk) != shard:
+            # another shard is another session: the script refuses (wrong_session) before it
+            # reads the target's keys, so stand-ins of the letter's shard keep it in one slot
+            target = [k.dead_letters(shard) + ":elsewhere"] * 3
+        keys = [k.dead_letters(shard), k.dead_letter(dead_letter_id), *target]
         with unavailable_as_error():
             reply = self.scripts("replay", keys, [dead_letter_id, sk, run_id,
                                                   check_name("by", by, 200), request_id()])

@@ -127,11 +127,11 @@ def test_another_consumer_claims_only_after_claim_idle(broker_client: Client) ->
 
 CHILD = textwrap.dedent("""
     import os, sys
-    import redis
+    from leasegate.ownership import connect
     from leasegate.broker import Client
 
     url, namespace, secret, log, stop_after = sys.argv[1:]
-    client = Client(redis.Redis.from_url(url), namespace, secret=secret.encode())
+    client = Client(connect(url), namespace, secret=secret.encode())
     count = 0
 
     def handler(letter):

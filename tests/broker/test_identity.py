@@ -36,16 +36,17 @@ def inbox_callbacks(run: Run) -> list[str]:
 
 
 @pytest.fixture
-def sending_client(redis_server: RedisServer, redis_client: redis.Redis,
+def sending_client(celery_broker: RedisServer, redis_client: redis.Redis,
                    namespace: str) -> Iterator[Client]:
     """A Client whose ``submit`` sends through a real Celery app, to a queue of the test's own
     (no worker consumes it: the tests read the message back)."""
-    app = Celery(f"send-{namespace}", broker=redis_server.url, set_as_current=False)
+    app = Celery(f"send-{namespace}", broker=celery_broker.url, set_as_current=False)
     queue = f"q-{namespace}"
     client = Client(redis_client, namespace, secret=SECRET, celery_app=app,
                     tasks={"image_generate": ("leasegate.image_generate", queue)})
     yield client
-    redis_client.delete(queue)
+    with celery_broker.client() as broker:
+        broker.delete(queue)
     app.close()
 
 
@@ -53,8 +54,10 @@ def sent_envelope(client: Client, run: Run, callback_id: str) -> Envelope:
     """The envelope of the one message ``submit`` sent for ``callback_id`` of ``run`` (read
     off the queue)."""
     queue = client.tasks["image_generate"].queue
+    with client.celery_app.connection_for_write() as connection:  # the broker, wherever it is
+        sent = connection.default_channel.client.lrange(queue, 0, -1)
     envs = [client.gate.open(base64.b64decode(json.loads(raw)["headers"][HEADER]))
-            for raw in client.redis.lrange(queue, 0, -1)]
+            for raw in sent]
     mine = [e for e in envs if (e.run_id, e.callback_id) == (run.run_id, callback_id)]
     assert len(mine) == 1, f"{len(mine)} messages sent for callback {callback_id}"
     return mine[0]

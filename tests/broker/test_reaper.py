@@ -77,11 +77,12 @@ def test_overdue_callback_gets_one_no_verdict_letter(broker_client: Client) -> N
     assert reaper.reap(0.0) == 0 and client.dead_letters.count() == 1
 
 
-def test_a_submitted_callback_no_worker_took_gets_its_letter(redis_server: RedisServer,
-                                                             namespace: str) -> None:
+def test_a_submitted_callback_no_worker_took_gets_its_letter(
+        redis_server: RedisServer, celery_broker: RedisServer, namespace: str) -> None:
     """Through the real submit: the task sits on a queue no worker reads, and after its
     deadline the reaper is what gives it a verdict."""
-    client = Client.from_url(redis_server.url, namespace, secret=SECRET)
+    client = Client.from_url(redis_server.url, namespace, secret=SECRET,
+                             broker_url=celery_broker.url)
     try:
         run = client.start_run(sk(), prompt="p", ttl=30)
         cb = run.submit(TOOL, deadline=0.05, queue=f"nowhere-{uuid.uuid4().hex}", prompt="x")

@@ -147,10 +147,11 @@ def test_cancel_from_anywhere_stops_a_started_redrive(broker_client: Client) -> 
 
 
 CHILD = """
-import sys, redis
+import sys
+from leasegate.ownership import connect
 from leasegate.broker import Client, LetterFilter, RedriveRequest, Redrives
 url, ns, key = sys.argv[1:4]
-client = Client(redis.Redis.from_url(url), ns, secret=b"child-secret-0123456789")
+client = Client(connect(url), ns, secret=b"child-secret-0123456789")
 Redrives(client.dead_letters, alive_ms=500).run(
     RedriveRequest(to_current=True, rate=2, where=LetterFilter(session_key=key)), by="child",
     on_progress=lambda p: print(p.id, p.done, flush=True))

@@ -156,3 +156,12 @@ def test_the_gateway_streams_a_runs_inbox_from_the_cluster(
     entries = [e for e in [prompt, *got, *tail] if e.event == "entry"]
     assert [(e.id, e.data["callback_id"]) for e in entries] == [(1, None), (2, callback)]
     assert tail[-1].event == "state" and tail[-1].data["state"] == "released"
+
+
+def test_a_worker_refuses_a_cluster_as_its_broker(cluster: RedisClusterNodes, namespace: str,
+                                                  tmp_path: Path) -> None:
+    """No LEASEGATE_BROKER_URL: the broker would be the cluster, which Celery cannot use."""
+    proc = WorkerProcess(cluster.url, namespace, tmp_path, name="nobroker")
+    with pytest.raises(AssertionError, match="worker exited"):
+        proc.start(timeout=30)
+    assert "Celery has no Redis Cluster transport" in proc.log()
