@@ -69,7 +69,7 @@ def is_cluster(client: Any) -> bool:
 def one_node_info(client: Any, section: str) -> dict[str, Any]:
     """INFO ``section`` of the server, or of one node of a cluster (they run one version)."""
     if isinstance(client, redis.RedisCluster):
-        client = client.get_redis_connection(client.get_default_node())
+        client = client.get_redis_connection(client.get_default_node())  # type: ignore[no-untyped-call]
     info: dict[str, Any] = client.info(section)
     return info
 

@@ -61,8 +61,11 @@ class RedisClusterNodes:
 
     @property
     def url(self) -> str:
-        """The first live node's URL: any node's URL reaches the whole cluster."""
-        return next(node.url for node in self.nodes if node.process is not None)
+        """The first live node's URL: any node's URL reaches the whole cluster. By the address
+        the nodes announce (127.0.0.1, which the test certificates carry too): a startup node
+        named otherwise would be a second node object whose connection is never closed."""
+        url = next(node.url for node in self.nodes if node.process is not None)
+        return url.replace("://localhost:", "://127.0.0.1:")
 
     def client(self, **options: object) -> redis.RedisCluster:
         if self.tls:
