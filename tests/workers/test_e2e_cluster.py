@@ -22,7 +22,12 @@ from tests.support.helpers import wait_until
 from tests.support.rabbitmq import RabbitVhost, require_rabbitmq
 from tests.support.runtime_api import start
 from tests.support.sse import EventReader
-from tests.workers.test_e2e_workers import assert_clean_inbox, job, letter_for
+from tests.workers.test_e2e_workers import (
+    assert_clean_inbox,
+    five_failed_runs_then_a_live_one,
+    job,
+    letter_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 
@@ -67,21 +72,7 @@ def test_the_client_is_a_cluster_client_from_one_nodes_url(client: Client) -> No
 
 
 def test_released_runs_five_of_five_clean(worker: WorkerProcess, client: Client) -> None:
-    key, previous = job(), None
-    for attempt in range(5):
-        prompt = f"Draw today's header #{attempt}"
-        run = client.start_run(key, prompt=prompt, ttl=30)
-        cb = run.submit("image_generate", prompt=prompt, size="256x256")
-        run.release("failed")
-        if previous is not None:
-            assert letter_for(client, *previous).reason in ("run_released", "superseded")
-        previous = (run, cb)
-    assert previous is not None
-    assert letter_for(client, *previous).reason == "run_released"
-    live = client.start_run(key, prompt="the live one", ttl=30)
-    cb = live.submit("image_generate", prompt="the live one", size="256x256")
-    assert live.inbox.wait_for([cb], timeout=30)[cb].kind == "result"
-    assert_clean_inbox(live, "the live one", {cb})
+    five_failed_runs_then_a_live_one(client)
 
 
 def _in_sync(cluster: RedisClusterNodes, primary: RedisServer) -> bool:

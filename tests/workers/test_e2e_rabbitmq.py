@@ -21,7 +21,13 @@ from leasegate.ownership.testing import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 from tests.support.rabbitmq import RabbitVhost, require_rabbitmq
-from tests.workers.test_e2e_workers import ImagesAPI, assert_clean_inbox, job, letter_for
+from tests.workers.test_e2e_workers import (
+    ImagesAPI,
+    assert_clean_inbox,
+    five_failed_runs_then_a_live_one,
+    job,
+    letter_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 
@@ -103,21 +109,7 @@ def test_a_retry_on_a_quorum_queue_arrives(
 
 
 def test_released_runs_five_of_five_clean(worker: WorkerProcess, client: Client) -> None:
-    key, previous = job(), None
-    for attempt in range(5):
-        prompt = f"Draw today's header #{attempt}"
-        run = client.start_run(key, prompt=prompt, ttl=30)
-        cb = run.submit("image_generate", prompt=prompt, size="256x256")
-        run.release("failed")
-        if previous is not None:
-            assert letter_for(client, *previous).reason in ("run_released", "superseded")
-        previous = (run, cb)
-    assert previous is not None
-    assert letter_for(client, *previous).reason == "run_released"
-    live = client.start_run(key, prompt="the live one", ttl=30)
-    cb = live.submit("image_generate", prompt="the live one", size="256x256")
-    assert live.inbox.wait_for([cb], timeout=30)[cb].kind == "result"
-    assert_clean_inbox(live, "the live one", {cb})
+    five_failed_runs_then_a_live_one(client)
 
 
 def test_a_superseded_runs_late_image_is_quarantined(worker: WorkerProcess,

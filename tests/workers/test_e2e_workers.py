@@ -78,7 +78,10 @@ def assert_clean_inbox(run: Run, prompt: str, own_callbacks: set[str]) -> None:
     assert {e.callback_id for e in entries[1:]} <= own_callbacks
 
 
-def test_86490_released_runs_five_of_five_clean(worker: WorkerProcess, client: Client) -> None:
+def five_failed_runs_then_a_live_one(client: Client) -> None:
+    """OpenClaw #86490 on whatever the client and worker run on: five runs of one job fail
+    with their image in flight, each image is a dead letter of its own run; a run that lives
+    gets its own image, and only its own."""
     key = job()
     previous: tuple[Run, str] | None = None
     for attempt in range(5):
@@ -96,12 +99,15 @@ def test_86490_released_runs_five_of_five_clean(worker: WorkerProcess, client: C
     letter = letter_for(client, previous[0], previous[1])
     assert letter.reason == "run_released"
 
-    # a run that lives gets its own image, and only its own
     final = client.start_run(key, prompt="the live one", ttl=30)
     cb = final.submit("image_generate", prompt="the live one", size="256x256")
     got = final.inbox.wait_for([cb], timeout=30)
     assert got[cb].kind == "result" and got[cb].artifacts
     assert_clean_inbox(final, "the live one", {cb})
+
+
+def test_86490_released_runs_five_of_five_clean(worker: WorkerProcess, client: Client) -> None:
+    five_failed_runs_then_a_live_one(client)
 
 
 RUNTIME_SCRIPT = textwrap.dedent("""
