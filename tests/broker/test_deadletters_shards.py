@@ -227,3 +227,13 @@ def test_walks_over_random_shards_match_a_plain_filter(broker_client: Client,
         assert seen == expected, limit
         if limit == 1:
             assert short > 0  # some pages ended at a shard's stop position
+
+
+def test_ids_sort_as_text_the_way_they_sort_as_numbers(broker_client: Client) -> None:
+    """An index orders the letters of one millisecond by id as text, the stream as numbers:
+    every sequence number has seven digits, so both orders agree."""
+    ids = released(broker_client, 40, session_key=sk())
+    assert all(len(i.split("-")[1]) == 7 for i in ids)
+    assert sorted(ids) == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+    assert {letter_shard(i) for i in ids} == {shard_of(broker_client.dead_letters.get(ids[0])
+                                                       .session_key or "")}

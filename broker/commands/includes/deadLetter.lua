@@ -61,9 +61,12 @@ end
 -- Returns the dead-letter id.
 -- A letter id is a stream id '<ms>-<seq>' whose seq is its shard modulo SHARDS, so the id alone
 -- names the shard that holds it (no lookup across shards). The shard's number leads its hash tag.
+-- Every seq starts at SEQ_BASE (a multiple of SHARDS): the seqs of one ms have the same number of
+-- digits, so ids sort as text (an index's ties) the way they sort as numbers (the stream).
 local SHARDS = 32
+local SEQ_BASE = 1000000
 local function next_letter_id(dead_letters, now)
-  local seq = tonumber(string.match(dead_letters, ':{(%d+)%.'))
+  local seq = SEQ_BASE + tonumber(string.match(dead_letters, ':{(%d+)%.'))
   local ms = now
   local last = redis.call('HGET', dead_letters .. ':stats', 'last_id')
   if last then
