@@ -45,6 +45,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(Exception):
+    """The port chosen as free was bound by another process before serve could bind it."""
+
+
 class GatewayProcess:
     """``leasegate serve`` as a child process; ``url`` once ``/healthz`` answers."""
 
@@ -71,12 +75,29 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
+        for _ in range(4):
+            try:
+                return self._start(timeout)
+            except PortTaken:  # another process bound the free port first: take another
+                self._use_port(free_port())
+        return self._start(timeout)
+
+    def _use_port(self, port: int) -> None:
+        self.url = self.url.replace(f":{self.port}", f":{port}")
+        self.args[self.args.index("--port") + 1] = str(port)
+        self.port = port
+
+    def _start(self, timeout: float) -> GatewayProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        start = self.log_path.stat().st_size
         self.process = subprocess.Popen(self.args, env=self.env, stdout=self._log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
+                self.stop()
+                if "address already in use" in self.log()[start:]:
+                    raise PortTaken(self.port)
                 raise AssertionError(f"leasegate serve exited ({self.process.returncode}):\n"
                                      f"{self.log()}")
             try:
