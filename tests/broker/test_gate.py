@@ -205,7 +205,11 @@ def test_blocked_reader_wakes_on_delivery(broker_client: Client) -> None:
     reader = threading.Thread(target=lambda: got.append(run.inbox.read(after=1, block=10)))
     reader.start()
     # deliver once the reader is blocked on the server (it shows in CLIENT LIST as xread)
-    wait_until(lambda: any(c.get("cmd") == "xread" for c in broker_client.redis.client_list()),
+    server: redis.Redis = broker_client.redis
+    if isinstance(server, redis.RedisCluster):  # the primary of the inbox's slot
+        inbox = broker_client.keys.inbox(run.session_key, run.run_id)
+        server = server.get_redis_connection(server.get_node_from_key(inbox))
+    wait_until(lambda: any(c.get("cmd") == "xread" for c in server.client_list()),
                message="reader blocked in XREAD")
     broker_client.gate.deliver(env, result={"x": 1})
     reader.join(10)
