@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .errors import RegistryUnavailable
@@ -44,10 +44,12 @@ def connect(url: str, socket_timeout: float = 30.0, **options: Any) -> redis.Red
         return sentinel_client(url, policy, options)
     if is_tls(url):
         options = {**redis_tls_options(), **options}
-    client = redis.Redis.from_url(url, **policy, **options)
-    if not is_cluster(client):
-        return client
-    client.close()
+    # one quick question, no retries: a node that does not answer now counts as standalone
+    with redis.Redis.from_url(url, **{**options, "socket_timeout": 2, "socket_connect_timeout": 2,
+                                      "retry": Retry(NoBackoff(), 0)}) as probe:
+        clustered = is_cluster(probe)
+    if not clustered:
+        return redis.Redis.from_url(url, **policy, **options)
     # any node's URL: the cluster client learns the others from it (CLUSTER SLOTS) and follows
     # MOVED/ASK; each script names keys of one slot (ownership/keys.py), so it runs on one node
     cluster: Any = redis.RedisCluster.from_url(url, **policy, **options)

@@ -53,7 +53,7 @@ def check_namespace(value: object) -> str:
 SHARDS = 32
 # Hash tags whose Cluster slots (CRC16 % 16384) lie in the middle of 32 equal slot ranges, so
 # the shards spread evenly over any number of primaries that split the slots in ranges
-# (tests/ownership/test_keys.py checks each slot).
+# (tests/ownership/test_cluster.py checks each slot).
 SHARD_TAGS = ("00.57", "01.65", "02.1", "03.12", "04.44", "05.76", "06.33", "07.3",
               "08.63", "09.51", "10.120", "11.35", "12.155", "13.33", "14.14", "15.26",
               "16.11", "17.23", "18.4", "19.147", "20.15", "21.27", "22.62", "23.2",
