@@ -114,7 +114,8 @@ def details(key: str, r: dict[str, Any]) -> str:
     if key == "cluster_failover_s":
         return (f"primary SIGKILLed under deliveries: {r['cluster_failover_failed_calls']} calls "
                 f"unavailable for {r['cluster_failover_unavailable_s']} s (retried), doubled "
-                f"{r['cluster_failover_doubled']}, acknowledged but lost {r['cluster_failover_lost']}")
+                f"{r['cluster_failover_doubled']}, acknowledged but lost "
+                f"{r['cluster_failover_lost']}")
     if key == "sse_rss_bytes_per_idle_stream":
         return "serve RSS growth / idle streams (each holds a Redis connection in XREAD BLOCK)"
     return ""

@@ -29,7 +29,9 @@ log = logging.getLogger("leasegate.maintenance")
 
 REAP_LIMIT = 1000          # callbacks settled per tick: bounds a tick's Redis work
 SWEEP_LIMIT = 10_000       # dead letters tombstoned per sweep
-MIN_LOCK_TTL = 60.0        # seconds: a lost holder blocks maintenance at most this long
+# seconds: a SIGKILLed holder blocks the others' reaper at most this long; a round that outlasts it
+# overlaps another worker's, which is harmless (every job is one idempotent script per item)
+MIN_LOCK_TTL = 20.0
 HOOKS_ONLY_INTERVAL = 30.0  # seconds between queue-claim refreshes with maintenance off
 
 
