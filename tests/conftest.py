@@ -82,18 +82,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: in-module order
 
 
+TIMING_SENSITIVE = ("tests/system/test_chaos", "tests/ownership/test_sentinel_failover.py",
+                    "tests/ownership/test_sentinel.py")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """loadscope, except that the chaos drills (tests/system/test_chaos*.py) are one unit: one
-    worker runs them in turn, not two CPU-bound drills at once on 2 cores."""
+    """loadscope, except that the chaos drills and the Sentinel failover tests are one unit:
+    one worker runs them in turn. Two CPU-bound drills at once on 2 cores starve a sentinel's
+    primary past its down-after time, and the sentinels fail over once more than planned."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith("tests/system/test_chaos"):
-                return "chaos drills"
+            if nodeid.startswith(TIMING_SENSITIVE):
+                return "drills and failovers"
             return str(super()._split_scope(nodeid))
 
     return Scheduling(config, log)
