@@ -31,7 +31,7 @@ from leasegate.ownership import RegistryUnavailable, connect
 from leasegate.ownership.testing import RedisServer
 from leasegate.ownership.testing_cluster import RedisClusterNodes
 
-from .common import SECRET
+from .common import SECRET, wait_until
 from .gatecall import envelopes
 
 
@@ -100,11 +100,12 @@ def failover(cluster: RedisClusterNodes, client: Client) -> dict[str, Any]:
 
     thread = threading.Thread(target=deliver, daemon=True)
     thread.start()
-    time.sleep(1.0)  # deliveries flowing before the kill
+    wait_until(lambda: delivered[0] >= 500, 30, "deliveries flowing before the kill")
     killed = time.monotonic()
     cluster.kill_primary(victim)
     healthy = time.monotonic() - killed
-    time.sleep(1.0)
+    after = delivered[0]
+    wait_until(lambda: delivered[0] >= after + 500, 30, "deliveries flowing after the failover")
     stop.set()
     thread.join()
     inboxes = {run.run_id: [e.callback_id for e in run.inbox.entries()[1:]] for run in runs}
