@@ -131,11 +131,9 @@ def measure(n: int, sessions: int) -> dict[str, Any]:
         rounds = [(gate_usec_per_call(on_cluster, n), gate_usec_per_call(single, n))
                   for _ in range(3)]
         ratios = sorted(c / s for c, s in rounds)
-        for node in _nodes(spread_client):
-            node.flushall()
+        cluster.flushall()
         spread, sizes = key_spread(spread_client, f"bs{uuid.uuid4().hex[:6]}", sessions)
-        for node in _nodes(spread_client):
-            node.flushall()
+        cluster.flushall()
         result = {"cluster_gate_cost_ratio": round(ratios[1], 3),
                   "cluster_gate_usec_per_call": [round(c, 1) for c, _ in rounds],
                   "standalone_gate_usec_per_call": [round(s, 1) for _, s in rounds],

@@ -9,7 +9,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.sentinel
 
-from .sentinel import is_sentinel, parse_sentinel_url
+from .sentinel import is_sentinel, parse_sentinel_url, sentinel_tls_options
 from .tls import is_tls, redis_tls_options
 
 
@@ -19,7 +19,7 @@ def connect_async(url: str, like: Any, **options: Any) -> aioredis.Redis:
     the client as they are (timeouts, ``max_connections``)."""
     if is_sentinel(url):
         target = parse_sentinel_url(url)
-        tls: dict[str, Any] = {"ssl": True, **redis_tls_options()} if target.tls else {}
+        tls = sentinel_tls_options(target)
         sentinel: Any = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, **tls})
         primary: aioredis.Redis = sentinel.master_for(

@@ -10,7 +10,6 @@ for a shard's deployment-wide keys. The same layout on a standalone Redis.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 
 from .connection import glob_escape
 
@@ -117,8 +116,4 @@ class Keys:
     def global_key(self, name: str) -> str:
         """A deployment-wide key no session's script touches (one slot of its own)."""
         return f"{self.namespace}:{name}"
-
-    def every_shard(self, name: str) -> Iterator[str]:
-        """``shard_key(shard, name)`` of every shard, in shard order."""
-        return (self.shard_key(shard, name) for shard in range(SHARDS))
 

@@ -85,13 +85,19 @@ def _host_port(item: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def sentinel_tls_options(target: SentinelTarget) -> dict[str, Any]:
+    """For a ``rediss+sentinel://`` target, the options of the sentinels' and the primary's
+    connections: TLS with the LEASEGATE_REDIS_TLS_* files; none for ``redis+sentinel://``."""
+    return {"ssl": True, **redis_tls_options()} if target.tls else {}
+
+
 def sentinel_client(url: str, policy: dict[str, Any], options: dict[str, Any]) -> redis.Redis:
     """The primary the sentinels name for the URL's service, asked again after a failover.
     ``policy`` (timeouts, retries) and ``options`` are the primary's connections'; the
     sentinels get one try each (discovery moves on to the next), and, over TLS, the same
     files as the primary (``options``' own ``ssl_*`` win for the primary)."""
     target = parse_sentinel_url(url)
-    tls: dict[str, Any] = {"ssl": True, **redis_tls_options()} if target.tls else {}
+    tls = sentinel_tls_options(target)
     sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2,
                                            "retry": Retry(NoBackoff(), 0), **tls})

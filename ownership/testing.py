@@ -83,6 +83,11 @@ class RedisTls:
     cert: str
     key: str
 
+    def client_options(self) -> dict[str, str]:
+        """redis-py options of a client that trusts the CA and presents the server's own pair."""
+        return {"ssl_ca_certs": self.ca, "ssl_certfile": self.cert, "ssl_keyfile": self.key,
+                "ssl_cert_reqs": "required"}
+
 
 class RedisServer:
     """One redis-server child process on a loopback port or a unix socket.
@@ -137,9 +142,8 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self, **options: object) -> redis.Redis:
-        if self.tls:  # this client trusts the CA and presents the server's own pair
-            options = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
-                       "ssl_keyfile": self.tls.key, "ssl_cert_reqs": "required", **options}
+        if self.tls:
+            options = {**self.tls.client_options(), **options}
         return redis.Redis.from_url(self.url, **options)
 
     def version(self) -> str:

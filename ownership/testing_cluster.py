@@ -70,8 +70,7 @@ class RedisClusterNodes:
 
     def client(self, **options: object) -> redis.RedisCluster:
         if self.tls:
-            options = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
-                       "ssl_keyfile": self.tls.key, "ssl_cert_reqs": "required", **options}
+            options = {**self.tls.client_options(), **options}
         return WholeCluster.from_url(self.url, **options)
 
     def version(self) -> str:

@@ -71,10 +71,7 @@ class SentinelProcess:
 
     def client(self) -> Any:
         """A client of this sentinel (its SENTINEL replies are untyped in redis-py)."""
-        tls: dict[str, Any] = {}
-        if self.tls:
-            tls = {"ssl": True, "ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
-                   "ssl_keyfile": self.tls.key, "ssl_cert_reqs": "required"}
+        tls: dict[str, Any] = {"ssl": True, **self.tls.client_options()} if self.tls else {}
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1,
                            socket_connect_timeout=1, decode_responses=True, **tls)
 

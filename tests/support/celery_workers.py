@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from leasegate.ownership.testing import terminate
+
+from .helpers import wait_for_value
 
 SECRET = "e2e-secret-0123456789abcdef"
 
@@ -54,17 +55,17 @@ class WorkerProcess:
 
     def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> str:
         """Poll the worker's log until ``text`` appears ``count`` times (or the worker dies)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def found() -> str | None:
             log = self.log()
             if log.count(text) >= count:
                 return log
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"worker exited ({self.process.returncode}):\n{log[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} x{count} in worker log after {timeout} s:\n"
-                                     f"{log[-3000:]}")
-            time.sleep(0.05)  # polling pace, because a log file gives no event; the line decides
+            return None
+
+        return wait_for_value(found, timeout, 0.05, f"{text!r} x{count} in the worker log",
+                              lambda: "\n" + self.log()[-3000:])
 
     def children(self) -> list[int]:
         assert self.process is not None

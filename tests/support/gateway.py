@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import httpx
 from leasegate.ownership.testing import RedisTls, terminate
 
 from .celery_workers import SECRET
+from .helpers import wait_for_value
 
 # bearer tokens of the book every test server gets; their SHA-256 is what the file holds
 TOKENS = {"operator": "op-token-0123456789", "viewer": "view-token-0123456789",
@@ -92,24 +92,28 @@ class GatewayProcess:
         start = self.log_path.stat().st_size
         self.process = subprocess.Popen(self.args, env=self.env, stdout=self._log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
                 self.stop()
                 if "address already in use" in self.log()[start:]:
                     raise PortTaken(self.port)
-                raise AssertionError(f"leasegate serve exited ({self.process.returncode}):\n"
+                raise AssertionError(f"leasegate serve exited ({process.returncode}):\n"
                                      f"{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0,
-                             verify=self.verify).status_code == 200:
-                    return self
+                return httpx.get(f"{self.url}/healthz", timeout=1.0,
+                                 verify=self.verify).status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"leasegate serve not up after {timeout} s:\n{self.log()}")
-            time.sleep(0.05)  # polling pace: a starting server gives no event to wait on
+                return False
+
+        try:
+            wait_for_value(healthy, timeout, 0.05, "leasegate serve to answer /healthz",
+                           lambda: "\n" + self.log())
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -14,16 +14,19 @@ T = TypeVar("T")
 
 
 def wait_for_value(condition: Callable[[], T | None], timeout: float = 5.0,
-                   interval: float = 0.01, message: str = "condition") -> T:
+                   interval: float = 0.01, message: str = "condition",
+                   detail: Callable[[], str] | None = None) -> T:
     """Poll ``condition`` until it answers something true and return that answer; fail after
-    ``timeout`` seconds of monotonic time."""
+    ``timeout`` seconds of monotonic time (with ``detail()`` of what was seen last). The
+    condition may raise to end the wait early (the process it waits on has died)."""
     deadline = time.monotonic() + timeout
     while True:
         found = condition()
         if found:
             return found
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            seen = f": {detail()}" if detail else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}{seen}")
         time.sleep(interval)  # polling pace, not synchronisation: the condition decides
 
 

@@ -3,7 +3,6 @@ the commands Redis ran (to show a refused request reached nothing), read dead le
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -13,6 +12,7 @@ import redis
 from leasegate.broker import Client
 
 from .celery_workers import SECRET
+from .helpers import wait_for_value
 
 
 def session(prefix: str = "cron:") -> str:
@@ -38,26 +38,25 @@ def inbox(http: httpx.Client, ref: str, after: int = 0) -> list[dict[str, Any]]:
 def wait_entries(http: httpx.Client, ref: str, count: int,
                  timeout: float = 30.0) -> list[dict[str, Any]]:
     """Poll the inbox until it holds ``count`` entries; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = inbox(http, ref)
-        if len(entries) >= count:
-            return entries
-        if time.monotonic() > deadline:
-            raise AssertionError(f"inbox has {len(entries)} entries, not {count}: {entries}")
-        time.sleep(0.05)  # polling pace: the inbox decides
+    seen: list[dict[str, Any]] = []
+
+    def enough() -> tuple[list[dict[str, Any]]] | None:
+        seen[:] = inbox(http, ref)
+        return (list(seen),) if len(seen) >= count else None
+
+    return wait_for_value(enough, timeout, 0.05, f"{count} inbox entries",
+                          lambda: f"the inbox has {len(seen)}: {seen}")[0]
 
 
 def wait_settled(http: httpx.Client, ref: str, timeout: float = 30.0) -> dict[str, Any]:
     """Poll the run's status until no callback is pending (each has its verdict)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status: dict[str, Any] = http.get(f"/v1/runs/{ref}").json()
-        if not status["pending"]:
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"callbacks still pending after {timeout} s: {status}")
-        time.sleep(0.05)  # polling pace: the status decides
+    last: list[dict[str, Any]] = [{}]
+
+    def settled() -> dict[str, Any] | None:
+        last[0] = http.get(f"/v1/runs/{ref}").json()
+        return None if last[0]["pending"] else last[0]
+
+    return wait_for_value(settled, timeout, 0.05, "no callback pending", lambda: str(last[0]))
 
 
 def commands_run(client: redis.Redis) -> int:

@@ -8,13 +8,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.support.deploy import DEPLOY
+from tests.support.helpers import wait_until
 
 
 def redis_binaries() -> list[str]:
@@ -39,14 +39,13 @@ def test_redis_conf_starts_with_what_leasegate_needs(binary: str, tmp_path: Path
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:  # redis-server gives no readiness signal: poll, with a deadline
+        def ready() -> bool:  # redis-server gives no readiness signal: poll, with a deadline
             assert server.poll() is None, (tmp_path / "redis.log").read_text()
             with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
-                if client.ping():
-                    break
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)  # polling pace, because a port gives no event when it opens
+                return bool(client.ping())
+            return False
+
+        wait_until(ready, 10, 0.02, "redis-server to start")
         config = client.config_get("*")
         assert config["maxmemory-policy"] == "noeviction"
         assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"

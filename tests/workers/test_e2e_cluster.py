@@ -19,7 +19,7 @@ from leasegate.ownership.testing_cluster import RedisClusterNodes
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.helpers import wait_until
-from tests.support.rabbitmq import RabbitVhost, require_rabbitmq
+from tests.support.rabbitmq import RabbitVhost
 from tests.support.runtime_api import start
 from tests.support.sse import EventReader
 from tests.workers.test_e2e_workers import (
@@ -35,13 +35,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisClusterNodes]:
     with RedisClusterNodes() as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[RabbitVhost]:
-    require_rabbitmq()
-    with RabbitVhost() as made:
         yield made
 
 

@@ -20,7 +20,7 @@ from leasegate.broker import Client, DeadLetter
 from leasegate.ownership.testing import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
-from tests.support.rabbitmq import RabbitVhost, require_rabbitmq
+from tests.support.rabbitmq import RabbitVhost
 from tests.workers.test_e2e_workers import (
     ImagesAPI,
     assert_clean_inbox,
@@ -32,13 +32,6 @@ from tests.workers.test_e2e_workers import (
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 
 DEADLINE = "600"  # LEASEGATE_MAX_DEADLINE within the server's default consumer_timeout (30 min)
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[RabbitVhost]:
-    require_rabbitmq()
-    with RabbitVhost() as made:
-        yield made
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.bin.base import CLIContext
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from leasegate.broker import Client
@@ -56,15 +56,20 @@ def scenario(client: Client) -> None:
     assert gone  # parked, nothing delivered to it
 
 
-def test_exporter_reports_redis_counters(redis_server: RedisServer, namespace: str) -> None:
-    client = Client(redis_server.client(), namespace, secret=SECRET.encode())
-    scenario(client)
+def metrics_once(redis_server: RedisServer, namespace: str) -> Result:
+    """``celery ... leasegate metrics --once`` of the namespace, through the bundled app."""
     app = install(Celery("m", set_as_current=False),
                   WorkerConfig(redis_url=redis_server.url, namespace=namespace,
                                secret=SECRET.encode()))
-    out = CliRunner().invoke(leasegate, ["metrics", "--once"],
-                             obj=CLIContext(app=app, no_color=True, workdir=None, quiet=False),
-                             catch_exceptions=False)
+    return CliRunner().invoke(leasegate, ["metrics", "--once"],
+                              obj=CLIContext(app=app, no_color=True, workdir=None, quiet=False),
+                              catch_exceptions=False)
+
+
+def test_exporter_reports_redis_counters(redis_server: RedisServer, namespace: str) -> None:
+    client = Client(redis_server.client(), namespace, secret=SECRET.encode())
+    scenario(client)
+    out = metrics_once(redis_server, namespace)
     assert out.exit_code == 0
     got = samples(out.output)
     deliveries = "leasegate_deliveries_total"
@@ -91,12 +96,7 @@ def test_exporter_sums_the_counters_of_every_shard(redis_server: RedisServer,
         run.release("failed")
         client.gate.deliver(late, result={})
     assert len({shard_of(key) for key in keys}) == len(keys)
-    app = install(Celery("m", set_as_current=False),
-                  WorkerConfig(redis_url=redis_server.url, namespace=namespace,
-                               secret=SECRET.encode()))
-    out = CliRunner().invoke(leasegate, ["metrics", "--once"],
-                             obj=CLIContext(app=app, no_color=True, workdir=None, quiet=False),
-                             catch_exceptions=False)
+    out = metrics_once(redis_server, namespace)
     got = samples(out.output)
     assert got[("leasegate_deliveries_total", (("reason", "run_released"), ("tool", "tts"),
                                                ("verdict", "quarantined")))] == len(keys)
