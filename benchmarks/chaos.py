@@ -66,8 +66,8 @@ from typing import Any, TypeVar
 
 from leasegate.broker import Client, Envelope, Run
 from leasegate.ownership import SHARDS, Lease, LeaseLost, RegistryUnavailable
-from leasegate.ownership.testing import RedisServer
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisServer
 
 from .chaos_check import SELF_TESTS, Findings, check, self_test, verdicts_missing
 from .chaos_faults import TOOLS, TRANSIENT, Faults, retrying, settled_in_lost_window

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import redis
 
 from leasegate.ownership import Keys, shard_of
-from leasegate.ownership.testing import RedisServer
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisServer
 
 MARK_EVERY = 0.01      # seconds between loss marks in the run-up to the kill
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 
 from leasegate.ownership import RegistryUnavailable, shard_of
-from leasegate.ownership.testing import RedisServer
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisServer
 
 from .chaos_cluster import pick_victim, write_marks_in_slot
 from .common import Worker

@@ -28,8 +28,8 @@ import redis
 
 from leasegate.broker import Client
 from leasegate.ownership import RegistryUnavailable, connect
-from leasegate.ownership.testing import RedisServer
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisServer
 
 from .common import SECRET, wait_until
 from .gatecall import envelopes

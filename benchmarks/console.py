@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from leasegate.ownership import connect
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.gateway import GatewayProcess
 
 from .scale import client_for, fill_letters

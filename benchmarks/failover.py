@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from leasegate.broker import Client, Envelope, Run, Settings
 from leasegate.ownership import RegistryUnavailable, connect
-from leasegate.ownership.testing_sentinel import SentinelGroup
+from leasegate.testing.redis_sentinel import SentinelGroup
 
 SECRET = b"failover-secret-0123456789abcdef"
 T = TypeVar("T")

@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 
 from .common import SECRET, wait_until
 from .gatecall import envelopes, gate_rate

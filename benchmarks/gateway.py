@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer, terminate
+from leasegate.testing.redis_server import RedisServer, terminate
 
 from .common import SECRET, Worker, percentile, running, wait_until
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from leasegate.broker import Client
 from leasegate.ownership.registry import connect
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 
 from . import cluster, e2e, gatecall, gateway, latency, memory, scale
 from .common import SECRET, busy_processes, loadavg, machine

@@ -14,7 +14,7 @@ from typing import Any
 
 from leasegate.broker import Client, Envelope, Run, generate_pems, load_signing_key
 from leasegate.ownership.registry import connect
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 
 from .common import SECRET, server_ms
 from .gatecall import gate_rate

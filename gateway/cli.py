@@ -1,4 +1,7 @@
-"""The ``leasegate`` script: ``serve`` here, every other command from the workers' CLI."""
+"""The ``leasegate`` script: one parser for every subcommand, so ``--help`` lists them all.
+
+``serve`` lives here; ``keygen`` is the workers' CLI's and ``demo`` is leasegate.testing's (the
+one import from gateway into testing, allowed by name in the import contract)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import ipaddress
 import os
 import socket
 import sys
+from importlib.metadata import version
 
 from ..workers import ConfigError
 
@@ -27,9 +31,7 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def serve(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="leasegate serve",
-                                     description="the operator console and the runtime API")
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--insecure-local", action="store_true",
@@ -38,7 +40,10 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--ssl-certfile", help="serve https with this PEM certificate (chain)")
     parser.add_argument("--ssl-keyfile", help="the PEM private key of --ssl-certfile")
-    args = parser.parse_args(argv)
+
+
+def serve(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         parser.error("--ssl-certfile and --ssl-keyfile go together: give both or neither")
     for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
@@ -55,7 +60,7 @@ def serve(argv: list[str]) -> int:
 
     try:
         app = create_app(GatewaySettings.from_env(insecure_local=args.insecure_local))
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"leasegate serve: {exc}", file=sys.stderr)
         return 2
     # the console's access log would carry cookies and query strings, never tokens: those
@@ -68,10 +73,33 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        return serve(argv[1:])
-    from ..workers import main as workers_main
+def demo(args: argparse.Namespace) -> int:
+    from ..testing import demo as demo_command
 
-    return int(workers_main(argv))
+    return demo_command.main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    from ..testing.demo import add_arguments as demo_arguments
+    from ..workers.cli import keygen
+
+    top = argparse.ArgumentParser(prog="leasegate", description="Background results that "
+                                  "belong to the exact run that asked for them.")
+    top.add_argument("--version", action="version", version=f"leasegate {version('leasegate')}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary, add_arguments, handler in (
+            ("serve", "the operator console and the runtime API (HTTP and SSE)",
+             add_serve_arguments, serve),
+            ("demo", "the OpenClaw #86490 story on real processes (embedded Redis, a Celery "
+                     "worker, a beat)", demo_arguments, demo),
+            ("keygen", "write an Ed25519 key pair: signing.pem (runtimes, 0600) and verify.pem "
+                       "(workers)", keygen.add_arguments, keygen.main)):
+        sub = commands.add_parser(name, help=summary, description=summary)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler, parser=sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return int(args.handler(args))

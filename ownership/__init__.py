@@ -1,7 +1,7 @@
 """leasegate.ownership: runs, leases and fencing tokens on Redis. Knows nothing of Celery.
 
 This is the layer's whole public face: the layers above import from here, never from a
-submodule. ``leasegate.ownership.testing`` (a redis-server launcher) is not core and is
+submodule. ``leasegate.testing.redis_server`` (a redis-server launcher) is not core and is
 imported by name where it is needed.
 """
 

@@ -20,7 +20,7 @@ def connect_async(url: str, like: Any, **options: Any) -> aioredis.Redis:
     if is_sentinel(url):
         target = parse_sentinel_url(url)
         tls = sentinel_tls_options(target)
-        sentinel: Any = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel: Any = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, **tls})
         primary: aioredis.Redis = sentinel.master_for(
             target.service, db=target.db, username=target.username, password=target.password,

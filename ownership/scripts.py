@@ -92,7 +92,13 @@ class Scripts:
         self.durability = durability or Durability()
         self._commands: dict[str, Command] = {}
         dirs = (folder / "includes", *includes)
-        for path in sorted(folder.glob("*.lua")):
+        self.folder = folder
+        files = sorted(folder.glob("*.lua"))
+        if not files:  # an installation without its data files: refuse now, not 500 later
+            state = "has no <name>-<keys>.lua file" if folder.is_dir() else "is missing"
+            raise FileNotFoundError(f"Lua commands folder {folder} {state}: this leasegate "
+                                    f"installation is incomplete (reinstall the package)")
+        for path in files:
             match = FILE_NAME.match(path.stem)
             if match is None:
                 raise ValueError(f"Lua command file {path.name} is not named <name>-<keys>.lua")
@@ -113,7 +119,7 @@ class Scripts:
 
     def __call__(self, name: str, keys: list[str], args: list[Any],
                  client: Any = None) -> Any:
-        command = self._commands[name]
+        command = self._command(name)
         if command.constants and not command.bound:
             raise ValueError(f"Lua command {name!r} needs its constants bound first: "
                              f"Scripts.bind({name!r}, {{{', '.join(command.constants)}}})")
@@ -122,11 +128,18 @@ class Scripts:
             return durable_call(self._client, self.durability, command.script, keys, args)
         return command.script(keys=keys, args=args, client=client)
 
+    def _command(self, name: str) -> Command:
+        try:
+            return self._commands[name]
+        except KeyError:
+            raise LookupError(f"no Lua command {name!r} in {self.folder} (it has "
+                              f"{sorted(n for n in self._commands if '@' not in n)})") from None
+
     def bind(self, name: str, constants: Mapping[str, int]) -> str:
         """Load ``name`` with its ``-- @constants`` as Lua locals of these values (once per
         distinct set) and return the name to call it by. ValueError naming a constant that is
         missing, unknown or not an int: the script would read nil."""
-        command = self._commands[name]
+        command = self._command(name)
         given, wanted = set(constants), set(command.constants)
         if given != wanted:
             raise ValueError(f"Lua command {name!r} takes the constants {sorted(wanted)}; "
@@ -144,4 +157,4 @@ class Scripts:
 
     def is_durable(self, name: str) -> bool:
         """Whether ``name``'s write waits for replicas (``-- @durable``)."""
-        return self._commands[name].durable
+        return self._command(name).durable

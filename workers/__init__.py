@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .cli.common import age  # an age in words, as the CLI and the console say it
-    from .cli.demo import main  # the `leasegate` script's commands other than serve
     from .config import ConfigError, WorkerConfig
     from .default_app import app
     from .installation import install
@@ -37,11 +36,11 @@ _HOMES = {"app": ".default_app", "ConfigError": ".config", "WorkerConfig": ".con
           "install": ".installation", "OwnedContext": ".tasks", "OwnedResult": ".tasks",
           "OwnedTask": ".tasks", "owned_task": ".tasks", "BadRequest": ".tasks",
           "Cancelled": ".tasks", "CancelToken": ".tasks", "TaskError": ".tasks",
-          "TransientError": ".tasks", "main": ".cli.demo", "age": ".cli.common"}
+          "TransientError": ".tasks", "age": ".cli.common"}
 
 __all__ = ["BadRequest", "CancelToken", "Cancelled", "ConfigError", "OwnedContext",
            "OwnedResult", "OwnedTask", "TaskError", "TransientError", "WorkerConfig", "app",
-           "age", "install", "main", "owned_task"]
+           "age", "install", "owned_task"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from leasegate.broker import Client, DeadLetter
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.broker.test_deadletters import malformed, released, sk, superseded
 from tests.conftest import SECRET
 

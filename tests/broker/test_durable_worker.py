@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import Client, Settings
-from leasegate.ownership.testing import RedisServer
-from leasegate.ownership.testing_sentinel import SentinelGroup
+from leasegate.testing.redis_sentinel import SentinelGroup
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.config import ConfigError, WorkerConfig
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until

@@ -21,7 +21,7 @@ from celery import Celery
 from leasegate.broker import HEADER, Client, Envelope, Run
 from leasegate.broker.records import pack_body
 from leasegate.ownership import LeaseLost, RunState, shard_of
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until
 

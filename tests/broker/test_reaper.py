@@ -14,7 +14,7 @@ import pytest
 from leasegate.broker import Client, Envelope, Reaper, Run
 from leasegate.broker.reaper import index_member
 from leasegate.ownership import shard_of
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until
 

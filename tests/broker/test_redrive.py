@@ -21,7 +21,7 @@ from leasegate.broker import (
     Run,
     select_letters,
 )
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.helpers import wait_until
 
 

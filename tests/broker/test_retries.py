@@ -18,7 +18,7 @@ import redis
 from leasegate.broker import Client
 from leasegate.broker.keys import letter_shard
 from leasegate.ownership import connect
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.broker.test_deadletters import released, sk
 from tests.conftest import SECRET
 from tests.support.lossy_proxy import LossyProxy

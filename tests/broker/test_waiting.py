@@ -18,7 +18,7 @@ import redis
 
 from leasegate.broker import Client, Envelope, Run
 from leasegate.ownership import connect
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until
 from tests.support.lossy_proxy import LossyProxy

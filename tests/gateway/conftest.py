@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import WorkerProcess
 from tests.support.console import Letters
 from tests.support.gateway import GatewayProcess

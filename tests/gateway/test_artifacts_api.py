@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from leasegate.broker import ArtifactRef
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import WorkerProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.runtime_api import python_client, session, start, wait_entries

@@ -11,7 +11,7 @@ import pytest
 
 from leasegate.gateway import Role, TokenBook, TokensFileError
 from leasegate.gateway.tokens import digest
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.gateway import TOKENS, GatewayProcess
 
 

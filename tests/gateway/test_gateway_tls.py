@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.gateway import TOKENS, GatewayProcess
 from tests.support.tls import make_certificates
 

@@ -14,7 +14,7 @@ import pytest
 from redis import Redis
 
 from leasegate.gateway.ratelimit import RateLimit, RateLimiter
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers import ConfigError
 from tests.support.gateway import GatewayProcess
 from tests.support.runtime_api import commands_run

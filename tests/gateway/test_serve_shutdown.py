@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.gateway import GatewayProcess
 from tests.support.runtime_api import start
 from tests.support.sse import EventReader

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import generate_pems
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import WorkerProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.runtime_api import start, wait_entries

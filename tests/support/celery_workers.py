@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from leasegate.ownership.testing import terminate
+from leasegate.testing.redis_server import terminate
 
 from .helpers import wait_for_value
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from leasegate.ownership.testing import RedisTls, terminate
+from leasegate.testing.redis_server import RedisTls, terminate
 
 from .celery_workers import SECRET
 from .helpers import wait_for_value

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from benchmarks.rabbitmq import SERVER, rabbitmqctl
-from leasegate.ownership.testing import RedisTls, free_port, terminate
+from leasegate.testing.redis_server import RedisTls, free_port, terminate
 from tests.support.helpers import wait_until
 
 

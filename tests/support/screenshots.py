@@ -13,7 +13,7 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 
 from .browser import chromium, images_loaded, log_in, wait_for
 from .console import Letters

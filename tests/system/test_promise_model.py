@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 
 from leasegate.broker import Client, Envelope, Reaper, Settings, Verdict
 from leasegate.ownership import LeaseLost, connect
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.tasks.verdicts import storable
 from tests.conftest import SECRET
 from tests.support.helpers import wait_until

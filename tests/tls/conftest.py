@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from leasegate.ownership import connect
-from leasegate.ownership.testing import RedisServer, RedisTls, find_redis_server
+from leasegate.testing.redis_server import RedisServer, RedisTls, find_redis_server
 
 from ..support.tls import make_certificates, tls_env
 

@@ -11,8 +11,8 @@ import redis
 
 from leasegate.broker import Client
 from leasegate.ownership import connect
-from leasegate.ownership.testing import RedisTls
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisTls
 from tests.conftest import SECRET
 from tests.ownership.test_registry import *  # noqa: F403 - re-run every test on it
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.gateway import GatewayProcess
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer, RedisTls
+from leasegate.testing.redis_server import RedisServer, RedisTls
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.rabbitmq import RabbitTlsNode
 from tests.support.tls import make_certificates

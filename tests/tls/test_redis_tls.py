@@ -17,7 +17,7 @@ from leasegate.ownership import (
     connect,
     redis_tls_options,
 )
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 
 from ..support.tls import make_certificates, tls_env
 

@@ -20,8 +20,8 @@ from leasegate.ownership import (
     connect,
 )
 from leasegate.ownership.sentinel import parse_sentinel_url
-from leasegate.ownership.testing import RedisTls
-from leasegate.ownership.testing_sentinel import SentinelGroup
+from leasegate.testing.redis_sentinel import SentinelGroup
+from leasegate.testing.redis_server import RedisTls
 
 pytestmark = pytest.mark.faults
 

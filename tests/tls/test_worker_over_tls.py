@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 
 pytestmark = pytest.mark.e2e

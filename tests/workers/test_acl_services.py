@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from leasegate.ownership import Keys
-from leasegate.ownership.testing import find_redis_server, terminate
+from leasegate.testing.redis_server import find_redis_server, terminate
 from leasegate.workers.acl import user_name
 from leasegate.workers.installation import redbeat_prefix
 from tests.support.acl import Acl, acl_server

@@ -19,7 +19,7 @@ from celery.bin.base import CLIContext
 from click.testing import CliRunner, Result
 
 from leasegate.broker import Client, FileArtifactStore, Run
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.dlq import dlq
 from leasegate.workers.cli.runs import runs
@@ -341,7 +341,7 @@ def test_sweep_and_collect_commands(setup: Any, redis_server: RedisServer,
 
 
 def test_redis_away_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    from leasegate.ownership.testing import free_port
+    from leasegate.testing.redis_server import free_port
 
     config = WorkerConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0", namespace="x",
                           secret=SECRET.encode(), artifact_dir=str(tmp_path))

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from leasegate.broker import Client, FileArtifactStore, ReplayRefused
 from leasegate.ownership import shard_of
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.dlq import dlq
 

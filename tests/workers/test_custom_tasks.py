@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import IMAGE_GENERATE, Client, Route, kombu_url
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers import WorkerConfig
 from tests.support.celery_workers import SECRET, WorkerProcess
 

@@ -18,7 +18,7 @@ from celery.bin.base import CLIContext
 from click.testing import CliRunner, Result
 
 from leasegate.broker import Client, secret_fingerprint
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.common import redacted
 from leasegate.workers.cli.ops import leasegate

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from leasegate.broker import Client, Run
-from leasegate.ownership.testing import RedisServer
-from leasegate.ownership.testing_cluster import RedisClusterNodes
+from leasegate.testing.redis_cluster import RedisClusterNodes
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.helpers import wait_until

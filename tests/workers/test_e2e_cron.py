@@ -14,7 +14,7 @@ import pytest
 
 from leasegate.broker import Client
 from leasegate.ownership import RunState
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.tasks.cron import CronJob, beat_schedule
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import Client, DeadLetter
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 from tests.support.rabbitmq import RabbitVhost

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from leasegate.broker import Client
-from leasegate.ownership.testing_sentinel import SERVICE, SentinelGroup
+from leasegate.testing.redis_sentinel import SERVICE, SentinelGroup
 from leasegate.workers.config import ConfigError, WorkerConfig
 from tests.support.celery_workers import SECRET, WorkerProcess
 

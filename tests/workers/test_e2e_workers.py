@@ -22,7 +22,7 @@ from PIL import Image
 
 from leasegate.broker import Client, DeadLetter, Run
 from leasegate.ownership import RunState
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 

@@ -14,7 +14,7 @@ import pytest
 from leasegate.broker import HEADER, Client, NamespacedArtifactStore, header_value
 from leasegate.broker.reaper import index_member
 from leasegate.ownership import shard_of
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 

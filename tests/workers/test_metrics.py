@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from leasegate.broker import Client
 from leasegate.ownership import LeaseLost, shard_of
-from leasegate.ownership.testing import RedisServer, free_port
+from leasegate.testing.redis_server import RedisServer, free_port
 from leasegate.workers import WorkerConfig, install
 from leasegate.workers.cli.ops import leasegate
 from tests.broker.test_deadletters import every_shard_keys

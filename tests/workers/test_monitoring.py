@@ -19,7 +19,7 @@ from typing import Any
 from celery import Celery
 
 from leasegate.broker import Client
-from leasegate.ownership.testing import RedisServer, free_port, terminate
+from leasegate.testing.redis_server import RedisServer, free_port, terminate
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 

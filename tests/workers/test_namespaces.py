@@ -18,7 +18,7 @@ from celery.bin.base import CLIContext
 from click.testing import CliRunner
 
 from leasegate.broker import Client, FileArtifactStore, NamespacedArtifactStore
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers import ConfigError, WorkerConfig, install
 from leasegate.workers.checks import QueueClaims, claim_key
 from leasegate.workers.cli.ops import leasegate

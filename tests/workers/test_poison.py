@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from leasegate.broker import Client, DeadLetter
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 

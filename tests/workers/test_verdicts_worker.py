@@ -23,7 +23,7 @@ from celery import Celery
 from celery.app.task import Context
 
 from leasegate.broker import HEADER, Client, DeadLetter, Run, Settings, header_value
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.config import WorkerConfig
 from leasegate.workers.installation import install
 from leasegate.workers.signals import quarantine_revoked

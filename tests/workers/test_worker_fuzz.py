@@ -34,7 +34,7 @@ from leasegate.broker import (
     wire_from_header,
 )
 from leasegate.broker.envelope import RAW_CAP, WIRE_KEYS
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import SECRET, WorkerProcess
 from tests.support.helpers import wait_until
 

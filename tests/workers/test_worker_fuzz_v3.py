@@ -29,7 +29,7 @@ from leasegate.broker import (
     wire_from_header,
 )
 from leasegate.broker.envelope import WIRE_KEYS_V3
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from tests.support.celery_workers import WorkerProcess
 from tests.workers.test_worker_fuzz import SETTINGS, Bad, Harness, check, structures
 

@@ -25,7 +25,7 @@ from leasegate.broker import (
     load_signing_key,
     load_verify_key,
 )
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.config import ConfigError, WorkerConfig
 from tests.support.celery_workers import WorkerProcess
 from tests.support.helpers import wait_until

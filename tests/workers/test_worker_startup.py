@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leasegate.ownership.testing import RedisServer
+from leasegate.testing.redis_server import RedisServer
 from leasegate.workers.config import ConfigError, WorkerConfig
 
 
@@ -54,7 +54,7 @@ def test_refuses_a_short_visibility_timeout(redis_server: RedisServer, tmp_path:
 
 
 def test_refuses_an_unreachable_redis(tmp_path: Path) -> None:
-    from leasegate.ownership.testing import free_port
+    from leasegate.testing.redis_server import free_port
 
     env = {**base_env(f"redis://127.0.0.1:{free_port()}/0", tmp_path),
            "LEASEGATE_SECRET": "s" * 20}

@@ -142,7 +142,7 @@ export class Stack {
   async start(options: StackOptions = {}): Promise<this> {
     try {
       const redisPort = await freePort();
-      const binary = execFileSync(PYTHON, ["-c", "from leasegate.ownership.testing import " +
+      const binary = execFileSync(PYTHON, ["-c", "from leasegate.testing.redis_server import " +
         "find_redis_server; print(find_redis_server())"], { encoding: "utf8" }).trim();
       const redis = this.spawn("redis", binary, ["--port", String(redisPort), "--bind",
         "127.0.0.1", "--save", "", "--appendonly", "no"]);

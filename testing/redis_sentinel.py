@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from .testing import RedisServer, RedisTls, find_redis_server, free_port, terminate
+from .redis_server import RedisServer, RedisTls, find_redis_server, free_port, terminate
 
 SERVICE = "mymaster"
 

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from .testing import RedisServer, RedisTls, find_redis_server
+from .redis_server import RedisServer, RedisTls, find_redis_server
 
 NODE_TIMEOUT_MS = 1000   # how long a primary may be silent before the others fail it over
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...broker import Client, DeadLetter, NamespacedArtifactStore, Run
-from ...ownership.testing import RedisServer, find_redis_server
+from ..broker import Client, DeadLetter, NamespacedArtifactStore, Run
+from .redis_server import RedisServer, find_redis_server
 
 JOB = "cron:daily-header"
 PROMPT = "Draw today's header for the digest"
@@ -118,7 +118,7 @@ def run_demo(out_dir: Path, keep: bool = False) -> int:
             jobs = workdir / "jobs.json"
             jobs.write_text(json.dumps([{"name": "daily-header", "schedule": 3.0,
                                          "session_key": JOB, "prompt": PROMPT,
-                                         "runtime": "leasegate.workers.cli.demo:hand_over",
+                                         "runtime": "leasegate.testing.demo:hand_over",
                                          "ttl": 1.5}]))
             env = {**os.environ, "LEASEGATE_REDIS_URL": redis_url,
                    "LEASEGATE_BROKER_URL": broker_url, "LEASEGATE_SECRET": secret,
@@ -236,38 +236,18 @@ def story(client: Client, procs: Processes, show: Timeline, out_dir: Path,
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="leasegate", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the OpenClaw #86490 story on real processes")
-    demo.add_argument("--out", default="leasegate-demo", type=Path,
-                      help="where the images go (default ./leasegate-demo)")
-    demo.add_argument("--keep", action="store_true",
-                      help="keep Redis up afterwards (until Ctrl-C) and print the command "
-                           "that lists its dead letters")
-    keygen_cmd = commands.add_parser("keygen", help="write an Ed25519 key pair: signing.pem "
-                                                    "(runtimes, 0600) and verify.pem (workers)")
-    keygen_cmd.add_argument("--out", required=True, type=Path,
-                            help="the directory the two files go to (created if missing)")
-    args = parser.parse_args(argv)
-    if args.command == "keygen":
-        return keygen(args.out)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``leasegate demo``'s options, on the parser the ``leasegate`` script gives it."""
+    parser.add_argument("--out", default="leasegate-demo", type=Path,
+                        help="where the images go (default ./leasegate-demo)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep Redis up afterwards (until Ctrl-C) and print the command "
+                             "that lists its dead letters")
+
+
+def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     return run_demo(args.out, args.keep)
-
-
-def keygen(out: Path) -> int:
-    """``leasegate keygen --out DIR``: exit 0 with the paths and key id, 2 naming the problem."""
-    from ..keyfiles import write_keypair
-
-    try:
-        signing, verify, kid = write_keypair(out)
-    except OSError as exc:
-        print(f"leasegate keygen: --out {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print(f"key id {kid}\n{signing}  (private: LEASEGATE_SIGNING_KEY of runtimes and the "
-          f"gateway)\n{verify}  (public: LEASEGATE_VERIFY_KEYS of workers)")
-    return 0
 
 
 def _interrupt(signum: int, frame: object) -> None:
