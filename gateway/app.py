@@ -3,6 +3,8 @@ of processes behind one address behave as one (all state is in Redis)."""
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from fastapi import FastAPI
 
 from ..broker import Client
@@ -17,7 +19,7 @@ def create_app(settings: GatewaySettings | None = None, client: Client | None = 
     settings = settings or GatewaySettings.from_env()
     gw = Gateway.from_settings(settings, client)
     StreamSettings.from_env()  # a bad LEASEGATE_SSE_* refuses the start, not each stream
-    app = FastAPI(title="leasegate", version="0.1.0", openapi_url="/openapi.json",
+    app = FastAPI(title="leasegate", version=version("leasegate"), openapi_url="/openapi.json",
                   docs_url="/docs", redoc_url=None,
                   description="Runs own their results: the runtime API and the dead-letter "
                               "console of a leasegate deployment.")

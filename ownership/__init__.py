@@ -1,8 +1,8 @@
 """leasegate.ownership: runs, leases and fencing tokens on Redis. Knows nothing of Celery.
 
 This is the layer's whole public face: the layers above import from here, never from a
-submodule. ``leasegate.testing.redis_server`` (a redis-server launcher) is not core and is
-imported by name where it is needed.
+submodule. The redis-server launchers of tests, drills and the demo are not production code:
+they live in ``leasegate.testing``, which no layer below the gateway imports.
 """
 
 from .acquisition import Acquisition

@@ -75,6 +75,29 @@ def test_a_file_not_named_name_keys_is_refused(redis_client: redis.Redis,
         Scripts(redis_client, tmp_path)
 
 
+@pytest.mark.parametrize("state", ["missing", "empty", "includes only"])
+def test_a_commands_folder_missing_or_empty_is_refused_by_name_at_load(
+        redis_client: redis.Redis, tmp_path: Path, state: str) -> None:
+    """An installation that lost its data files fails at start-up, not with a 500 later."""
+    folder = tmp_path / "commands"
+    if state != "missing":
+        folder.mkdir()
+    if state == "includes only":
+        write(folder / "includes", "helper.lua", "local function helper() end\n")
+    said = "is missing" if state == "missing" else "has no <name>-<keys>.lua file"
+    with pytest.raises(FileNotFoundError, match=f"{folder} {said}: this leasegate installation "
+                                                "is incomplete"):
+        Scripts(redis_client, folder)
+
+
+def test_an_unknown_command_is_named_with_the_folder(redis_client: redis.Redis,
+                                                     tmp_path: Path) -> None:
+    write(tmp_path, "echo-2.lua", ECHO)
+    scripts = Scripts(redis_client, tmp_path)
+    with pytest.raises(LookupError, match=r"no Lua command 'take' in .* \(it has \['echo'\]\)"):
+        scripts("take", ["k"], [])
+
+
 USES_HELPER = """--[[
   KEYS[1] a
 ]]

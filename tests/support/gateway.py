@@ -54,7 +54,7 @@ class GatewayProcess:
 
     def __init__(self, redis_url: str, namespace: str, workdir: Path, *,
                  tokens: bool = True, args: tuple[str, ...] = (), https: RedisTls | None = None,
-                 **env: str) -> None:
+                 script: str | None = None, cwd: Path | None = None, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # https: serve with that certificate; clients trust its CA (and only that)
@@ -69,9 +69,12 @@ class GatewayProcess:
                     "LEASEGATE_ARTIFACT_DIR": str(workdir / "artifacts"), **env}
         if tokens:
             self.env["LEASEGATE_TOKENS_FILE"] = str(token_book(workdir / "tokens.toml"))
-        self.args = [sys.executable, "-c", "from leasegate.gateway.cli import main; "
-                     "raise SystemExit(main())", "serve", "--port", str(self.port),
-                     "--log-level", "warning", *args]
+        # script: another installation's `leasegate` console script (the wheel's, in a venv)
+        launcher = [script] if script else [sys.executable, "-c", "from leasegate.gateway.cli "
+                                            "import main; raise SystemExit(main())"]
+        self.args = [*launcher, "serve", "--port", str(self.port), "--log-level", "warning",
+                     *args]
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
@@ -91,7 +94,8 @@ class GatewayProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         start = self.log_path.stat().st_size
         self.process = subprocess.Popen(self.args, env=self.env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        cwd=self.cwd)
         process = self.process
 
         def healthy() -> bool:
