@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +35,22 @@ from leasegate.testing.redis_server import RedisServer, terminate
 from .common import SECRET, Worker, percentile, running, wait_until
 
 TOKEN = "bench-runtime-token-0123456789"
+# The serve's rate limit, kept on (every request still pays its Redis call, as in production)
+# but sized for the bench: one token opens every stream (1,000 POST /v1/runs, then 1,000 GET
+# /events at once), far past the default 50/s, burst 100, meant for one runtime.
+BENCH_RATE_LIMIT = {"LEASEGATE_RATE_LIMIT": "100000", "LEASEGATE_RATE_BURST": "100000"}
+
+
+def ok(reply: httpx.Response, what: str) -> httpx.Response:
+    """``reply`` if it is a 2xx; else RuntimeError naming the request, status and body (a 429
+    from the rate limit, a 4xx, a 5xx), never a KeyError on a body that is an error."""
+    if not reply.is_success:
+        try:
+            body = reply.text[:1000]
+        except httpx.ResponseNotRead:  # a stream: its caller reads the body first
+            body = "(body not read)"
+        raise RuntimeError(f"gateway bench: {what} refused: {reply.status_code} {body}")
+    return reply
 
 
 class Serve:
@@ -48,7 +63,7 @@ class Serve:
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, "LEASEGATE_REDIS_URL": redis_url, "LEASEGATE_SECRET": SECRET,
                     "LEASEGATE_NAMESPACE": namespace, "LEASEGATE_TOKENS_FILE": str(book),
-                    "LEASEGATE_ARTIFACT_DIR": str(workdir / "artifacts")}
+                    "LEASEGATE_ARTIFACT_DIR": str(workdir / "artifacts"), **BENCH_RATE_LIMIT}
         self.args = [sys.executable, "-c", "from leasegate.gateway.cli import main; "
                      "raise SystemExit(main())", "serve", "--port", str(port),
                      "--log-level", "warning"]
@@ -115,20 +130,24 @@ def round_trips(client: Client, url: str, trips: int, rounds: int = 4) -> dict[s
             direct.append(trips / (time.perf_counter() - t0))
             run.release()
 
-            ref = http.post("/v1/runs", json={"session_key": f"bench:gw-{uuid.uuid4().hex[:8]}",
-                                              "prompt": "p", "ttl": 600}).json()["run"]
+            started = http.post("/v1/runs", json={"session_key": f"bench:gw-{uuid.uuid4().hex[:8]}",
+                                                  "prompt": "p", "ttl": 600})
+            ref = ok(started, "POST /v1/runs").json()["run"]
             with http.stream("GET", f"/v1/runs/{ref}/events") as stream:
+                if not stream.is_success:
+                    stream.read()
+                    ok(stream, f"GET /v1/runs/{ref}/events")
                 entries = _sse_entries(stream.iter_lines())
                 next(entries)  # the prompt: the stream is held
                 t0 = time.perf_counter()
                 for _ in range(trips):
                     reply = http.post(f"/v1/runs/{ref}/tasks",
                                       json={"tool": "image_generate", "args": IMAGE_ARGS})
-                    cb = reply.json()["callback_id"]
+                    cb = ok(reply, f"POST /v1/runs/{ref}/tasks").json()["callback_id"]
                     if next(entries)["callback_id"] != cb:
                         raise RuntimeError("gateway: an unexpected entry")
                 gateway.append(trips / (time.perf_counter() - t0))
-            http.post(f"/v1/runs/{ref}/release")
+            ok(http.post(f"/v1/runs/{ref}/release"), f"POST /v1/runs/{ref}/release")
     d, g = sorted(direct)[len(direct) // 2], sorted(gateway)[len(gateway) // 2]
     return {"gateway_round_trips_per_s": round(g, 1), "direct_round_trips_per_s": round(d, 1),
             "gateway_round_trip_ratio": round(g / d, 3), "gateway_trips_per_round": trips}
@@ -137,6 +156,9 @@ def round_trips(client: Client, url: str, trips: int, rounds: int = 4) -> dict[s
 async def _hold(http: httpx.AsyncClient, ref: str, connected: asyncio.Event,
                 delays: list[float]) -> None:
     async with http.stream("GET", f"/v1/runs/{ref}/events") as stream:
+        if not stream.is_success:
+            await stream.aread()
+            ok(stream, f"GET /v1/runs/{ref}/events")
         fields: dict[str, str] = {}
         async for line in stream.aiter_lines():
             if line == "":
@@ -153,6 +175,31 @@ async def _hold(http: httpx.AsyncClient, ref: str, connected: asyncio.Event,
                 fields[name] = value.lstrip(" ")
 
 
+async def _all_connected(connected: list[asyncio.Event], holders: list[asyncio.Task[None]],
+                         timeout: float) -> None:
+    """Until every stream has its prompt; a holder that fails first (a refused stream) raises
+    its error now, not a timeout later."""
+    everyone = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in connected)))
+    pending: set[asyncio.Future[Any]] = {everyone, *holders}
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while not everyone.done():
+            left = deadline - asyncio.get_running_loop().time()
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError(f"gateway bench: {sum(not e.is_set() for e in connected)} "
+                                   f"of {len(connected)} streams not connected in {timeout} s")
+            for holder in done - {everyone}:
+                holder.result()  # raises what the holder raised
+                raise RuntimeError("gateway bench: a stream ended before its prompt")
+    except BaseException:
+        everyone.cancel()
+        for holder in holders:
+            holder.cancel()
+        raise
+
+
 async def _streams(client: Client, serve: Serve, n: int) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -163,13 +210,13 @@ async def _streams(client: Client, serve: Serve, n: int) -> dict[str, Any]:
             reply = await http.post("/v1/runs", json={"session_key": f"bench:s{i}-"
                                                       f"{uuid.uuid4().hex[:6]}",
                                                       "prompt": "p", "ttl": 600})
-            started.append(reply.json())
+            started.append(ok(reply, "POST /v1/runs").json())
         rss_before = serve.rss()
         connected = [asyncio.Event() for _ in range(n)]
         delays: list[float] = []
         tasks = [asyncio.create_task(_hold(http, s["run"], e, delays))
                  for s, e in zip(started, connected, strict=True)]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), 120)
+        await _all_connected(connected, tasks, 120)
         await asyncio.sleep(2.0)  # idle: every stream parked in XREAD BLOCK
         rss_idle = serve.rss()
 
@@ -179,10 +226,11 @@ async def _streams(client: Client, serve: Serve, n: int) -> dict[str, Any]:
                 env = run.envelope("image_generate", {}, deadline=60)
                 client.gate.deliver(env, {"ok": True})
                 time.sleep(0.002)
-        sender = threading.Thread(target=deliver)
-        sender.start()
-        await asyncio.wait_for(asyncio.gather(*tasks), 300)
-        sender.join()
+        # a failing sender raises here at once, as does a failing stream
+        await asyncio.wait_for(asyncio.gather(asyncio.to_thread(deliver), *tasks), 300)
+    if len(delays) != n:
+        raise RuntimeError(f"gateway bench: {n - len(delays)} of {n} streams ended without "
+                           f"their result")
     ms = [d * 1000 for d in delays]
     return {"sse_streams": n, "sse_delivered": len(ms),
             "sse_delivery_p50_ms": round(percentile(ms, 50), 2),

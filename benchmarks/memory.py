@@ -5,13 +5,17 @@
   (inbox entry with an artifact reference, callback memo).
 - Keys left after every run ended and the retention passed: a namespace with short retention
   (``Settings(retention=1, dlq_max_age=2)``) sees runs released, expired, superseded and
-  parked, callbacks delivered, quarantined, left pending and malformed; then, with
+  parked, callbacks delivered, quarantined, left pending and malformed, and more runtime
+  processes record their secret fingerprint than are kept; then, with
   ``Reaper.reap`` and ``DeadLetters.sweep()`` run while waiting (as the workers' maintenance
   timer does), the keys are counted until only what the design
   keeps for ever is left. Kept by design: the fencing counters (a reset would let an old token
   match) and, once per shard (not per run), the dead-letter stream key (empty by then: every
   letter became a tombstone and expired), its counters hash ``<ns>:{<shard>}:dlq:stats`` and
-  the metrics counters hash ``<ns>:{<shard>}:metrics``. Anything else is ``leaked_keys``.
+  the metrics counters hash ``<ns>:{<shard>}:metrics``; and, once per deployment, the secret
+  fingerprint records ``<ns>:fingerprints:<role>`` (one per process, not per run), only while
+  they are bounded: at most ``MAX_RECORDS`` and a TTL of at most ``RECENT`` (they lapse a
+  day after the last process recorded). Anything else is ``leaked_keys``.
 - An 8 MB image: stored through the worker-side path (``FileArtifactStore.put``, then
   ``Gate.deliver`` with the reference); Redis grows by the reference, not the bytes.
 """
@@ -31,6 +35,7 @@ import redis
 from celery import Celery
 
 from leasegate.broker import ArtifactRef, Client, FileArtifactStore, Reaper, Run, Settings
+from leasegate.broker.fingerprints import MAX_RECORDS, RECENT, fingerprint_key, record
 
 from .common import SECRET, count_keys, memory_usage, used_memory, wait_until
 from .gatecall import envelopes
@@ -138,6 +143,9 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
             assert client.gate.deliver(wire, {"ok": 1}).delivered
         for i in range(3):      # bytes that never were an envelope
             client.gate.deliver(f"junk {i}".encode(), {})
+        for i in range(MAX_RECORDS + 10):  # runtime processes come and go (host:pid each)
+            record(client.scripts, client.keys, "runtime", f"bench-host:{100_000 + i}",
+                   [client.fingerprint or ""])
         wait_until(lambda: all(run.status().state.value == "expired" for run, _ in expiring),
                    10, "the short leases to expire", interval=0.05)
         for _run, wire in expiring:
@@ -148,10 +156,16 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
         # kept for good, per shard: the dead-letter stream and counters, the gate's counters
         kept = {key for shard in k.shards
                 for key in (k.dead_letters(shard), k.dead_letter_stats(shard), k.metrics(shard))}
+        # per deployment, one record per process (this one's, here): kept while bounded
+        fingerprints = {fingerprint_key(k, "worker"), fingerprint_key(k, "runtime")}
+
+        def bounded(key: str) -> bool:
+            return 0 < int(r.pttl(key)) <= RECENT * 1000 and int(r.zcard(key)) <= MAX_RECORDS
 
         def others() -> list[str]:
-            return sorted(k.decode() for k in r.scan_iter(match=f"{namespace}:*", count=1000)
-                          if not k.decode().endswith("}:fence") and k.decode() not in kept)
+            names = (key.decode() for key in r.scan_iter(match=f"{namespace}:*", count=1000))
+            return sorted(name for name in names if not name.endswith("}:fence")
+                          and name not in kept and not (name in fingerprints and bounded(name)))
 
         reaper = Reaper.for_client(client)
 
@@ -169,7 +183,7 @@ def leaked_keys(url: str, r: redis.Redis, timeout: float = 60.0) -> dict[str, An
             "keys_at_peak": made,
             "fence_counters_made": fences,
             "fence_counters_left": count_keys(r, k.session_pattern("*", "fence")),
-            "kept_by_policy": sorted(k for k in kept if r.exists(k)),
+            "kept_by_policy": sorted(k for k in kept | fingerprints if r.exists(k)),
             "dlq_stream_entries_left": client.dead_letters.count(),
             "seconds_to_settle": round(time.perf_counter() - start, 1),
         }

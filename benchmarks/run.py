@@ -1,10 +1,16 @@
 """``make bench``: every figure against a baseline measured in the same run on the same Redis;
 prints a table and writes ``benchmarks/results/latest.json``.
 
-    python -m benchmarks.run [--quick] [--only gate,latency,...] [--output PATH]
+    python -m benchmarks.run [--quick] [--smoke] [--only gate,latency,...] [--output PATH]
 
 ``--quick`` is a reduced pass (under a minute on 2 cores) with the same keys; its scale figure
 uses 10,000 leases and letters instead of 100,000 (the JSON says which).
+
+``--smoke`` (``make bench-smoke``, which ``make test`` runs, with ``--quick``): the pass must
+finish and write its JSON (``benchmarks/results/smoke.json``, never a full run's
+``latest.json``). In every mode the targets are reported, not enforced, and the exit status is
+1 when a step raises, when a figure of a step that ran is missing or not a finite number, or
+when ``leaked_keys`` is not 0 (a correctness check, not a target).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -57,6 +64,38 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "cluster_key_spread": (1.20, "<=", "{:.2f}"),
     "cluster_failover_s": (float("nan"), "", "{:.1f} s"),
 }
+
+# The figures each step must produce (the table's rows, and what the JSON promises)
+FIGURE_KEYS: dict[str, tuple[str, ...]] = {
+    "gate": ("gate_vs_xadd_ratio",),
+    "latency": ("latency_p50_ms", "latency_p99_ms"),
+    "memory": ("redis_bytes_per_live_run", "redis_bytes_for_8mb_image", "leaked_keys"),
+    "e2e": ("e2e_ratio",),
+    "scale": ("scale_ratio", "scale_ratio_at_cap", "dlq_first_page_ratio"),
+    "gateway": ("gateway_round_trip_ratio", "sse_delivery_p99_ms",
+                "sse_rss_bytes_per_idle_stream"),
+    "cluster": ("cluster_gate_cost_ratio", "cluster_key_spread", "cluster_failover_s"),
+}
+# Correctness, not performance: enforced in every mode (a target is only reported)
+MUST_EQUAL: dict[str, float] = {"leaked_keys": 0}
+
+
+def problems(results: dict[str, Any], ran: list[str]) -> list[str]:
+    """Why this pass is not a valid result: a figure of a step that ran is missing or not a
+    finite number, or a correctness check failed."""
+    found = []
+    for name in ran:
+        for key in FIGURE_KEYS[name]:
+            value = results.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                found.append(f"{key} (step {name}) is missing: {value!r}")
+            elif not math.isfinite(value):
+                found.append(f"{key} (step {name}) is not a finite number: {value!r}")
+    for key, wanted in MUST_EQUAL.items():
+        if key in results and results[key] != wanted:
+            extra = (f": {results['leaked_key_names']}" if key == "leaked_keys" else "")
+            found.append(f"{key} is {results[key]}, must be {wanted:g}{extra}")
+    return found
 
 
 def met(value: float, target: float, op: str) -> str:
@@ -139,8 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(FIGURES),
                         help=f"comma-separated subset of {','.join(FIGURES)}")
     parser.add_argument("--redis-server", default=None, help="redis-server binary to use")
-    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a check that every step runs (make test): writes smoke.json; "
+                             "exit 1 on a crash, a missing figure or a leaked key")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default: benchmarks/results/latest.json (smoke.json with --smoke)")
     args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = RESULTS / ("smoke.json" if args.smoke else "latest.json")
     only = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = set(only) - set(FIGURES)
     if unknown:
@@ -149,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     # every quarantine here is on purpose: keep its JSON log line (a WARNING) off the table
     logging.getLogger("leasegate.quarantine").setLevel(logging.ERROR)
     started = time.time()
-    results: dict[str, Any] = {"quick": args.quick, "sizes": size,
+    results: dict[str, Any] = {"quick": args.quick, "smoke": args.smoke, "sizes": size,
                                "load_before": loadavg(), "busy_before": busy_processes()}
     with RedisServer(args.redis_server) as server, \
             tempfile.TemporaryDirectory(prefix="leasegate-bench-") as workdir:
@@ -167,12 +212,18 @@ def main(argv: list[str] | None = None) -> int:
                                                size["gw_streams"], size["gw_trips"]),
             "cluster": lambda: cluster.measure(size["cluster_n"], size["cluster_sessions"]),
         }
-        for name in FIGURES:
-            if name not in only:
-                continue
+        ran = [name for name in FIGURES if name in only]
+        for name in ran:
             t0 = time.perf_counter()
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            results.update(steps[name]())
+            try:
+                results.update(steps[name]())
+            except BaseException:
+                print(f"[bench] {name} FAILED after {time.perf_counter() - t0:.1f} s",
+                      file=sys.stderr, flush=True)
+                raise
+            results.setdefault("seconds_per_figure", {})[name] = round(
+                time.perf_counter() - t0, 1)
             results.setdefault("busy_after_figure", {})[name] = busy_processes(0.5)
             print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s (load "
                   f"{loadavg()})", file=sys.stderr, flush=True)
@@ -182,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     results["load_after"] = loadavg()
     results["seconds"] = round(time.time() - started, 1)
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    results["problems"] = found = problems(results, ran)
     m = results["machine"]
-    print(f"\nleasegate benchmarks ({'quick' if args.quick else 'full'}), "
+    mode = ("quick" if args.quick else "full") + (", smoke" if args.smoke else "")
+    print(f"\nleasegate benchmarks ({mode}), "
           f"{m['nproc']} x {m['cpu']}, Python {m['python']}, Redis {m['redis']}, "
           f"Celery {m['celery']}; load {results['load_before']} -> {results['load_after']}, "
           f"{results['seconds']} s\n")
@@ -191,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {args.output}")
+    if found:
+        print("\nbench FAILED:\n" + "\n".join(f"  {p}" for p in found), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -36,6 +36,7 @@ def client_for(r: redis.Redis, namespace: str, **settings: Any) -> Client:
 
 def fill_live(client: Client, count: int) -> None:
     """``count`` live runs of as many session keys, each with its prompt."""
+    client.check_secret()  # its fingerprint record now, on the real scripts: start-run only below
     real = client.scripts
     pipelined = Pipelined(real, client.redis, [0, 1, 0, 0, "", 0, "0-0"],
                           lambda reply: int(reply[0]) == 0)

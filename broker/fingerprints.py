@@ -7,8 +7,10 @@ it names a secret without revealing it, and tells nothing usable for signing.
 Layout: ``<ns>:fingerprints:<role>`` (role ``worker`` or ``runtime``), a sorted set of
 ``<fingerprints>|<name>`` scored by the Redis server time (ms) of its last record; a worker
 lists every secret it accepts (current first, then those of a rotation), a runtime the one
-it signs with. Entries older
-than ``RECENT`` are dropped as each record arrives; the key expires with its last writer.
+it signs with. Bounded, whatever the number of processes that come and go (a runtime is named
+by host and pid: every restart is a new name): as each record arrives (``fingerprint-1.lua``,
+on Redis server time), records older than ``RECENT`` go and, past ``MAX_RECORDS``, the oldest;
+the key expires ``RECENT`` after its last record.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Literal
 
 import redis
 
-from ..ownership import as_text, server_time_ms, unavailable_as_error
+from ..ownership import Scripts, as_text, server_time_ms, unavailable_as_error
 from .keys import BrokerKeys
 
 Role = Literal["worker", "runtime"]
 RECENT = 24 * 3600.0   # seconds a record counts as "recent"
+MAX_RECORDS = 1000     # records kept per role, the most recent; older ones go first
 FINGERPRINT_LABEL = b"leasegate-fingerprint"
 
 
@@ -37,22 +40,16 @@ def fingerprint_key(keys: BrokerKeys, role: Role) -> str:
     return keys.global_key(f"fingerprints:{role}")
 
 
-def record(client: redis.Redis, keys: BrokerKeys, role: Role, name: str,
-           fingerprints: list[str]) -> None:
+def record(scripts: Scripts, keys: BrokerKeys, role: Role, name: str,
+           fingerprints: list[str]) -> int:
     """Note that ``name`` (a worker's hostname, a runtime's host:pid) has these secrets now;
-    its earlier records (another secret before a restart) go."""
-    key = fingerprint_key(keys, role)
+    its earlier records (another secret before a restart) go, and so do records past
+    ``RECENT`` or beyond the ``MAX_RECORDS`` most recent. Returns how many are kept.
+    ``scripts``: the broker's (a ``Client``'s ``scripts``)."""
     with unavailable_as_error():
-        now = server_time_ms(client)
-        old = [as_text(m) for m in client.zrange(key, 0, -1)
-               if as_text(m).split("|", 1)[-1] == name]
-        pipe = client.pipeline(transaction=True)
-        if old:
-            pipe.zrem(key, *old)
-        pipe.zadd(key, {f"{','.join(fingerprints)}|{name}": now})
-        pipe.zremrangebyscore(key, "-inf", now - int(RECENT * 1000))
-        pipe.pexpire(key, int(RECENT * 1000))
-        pipe.execute()
+        kept = scripts("fingerprint", [fingerprint_key(keys, role)],
+                       [f"{','.join(fingerprints)}|{name}", int(RECENT * 1000), MAX_RECORDS])
+    return int(kept)
 
 
 def recent(client: redis.Redis, keys: BrokerKeys, role: Role,

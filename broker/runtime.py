@@ -120,7 +120,7 @@ class Client:
         self._next_fingerprint_check = time.monotonic() + FINGERPRINT_EVERY
         if self.fingerprint is None:
             return {}
-        record(self.redis, self.keys, "runtime", f"{socket.gethostname()}:{os.getpid()}",
+        record(self.scripts, self.keys, "runtime", f"{socket.gethostname()}:{os.getpid()}",
                [self.fingerprint])
         refusing = workers_refusing(self.fingerprint, recent(self.redis, self.keys, "worker"))
         if refusing:

@@ -58,7 +58,7 @@ def record_secret(sender: Any = None, **_: Any) -> None:
     accepted = broker.keyring.fingerprints()  # Ed25519 key ids, then HMAC secrets
 
     def refresh() -> None:
-        record_fingerprints(client, keys, "worker", name, accepted)
+        record_fingerprints(broker.scripts, keys, "worker", name, accepted)
 
     try:
         refresh()
