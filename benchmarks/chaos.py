@@ -212,15 +212,25 @@ class Driver:
         # hard_limit: the deadline outlasts the 1 s time limit, so the kill comes first
         deadline = 2.5 if tool == "hard_limit" else self.rng.uniform(3.0, 5.0)
         began = self.now_ms()
+        # the driver's own id: a submit whose reply is lost signs nothing, yet may be pending
+        callback_id = uuid.uuid4().hex
         try:
             run.submit(tool, prompt=f"image for {rec.run_id[:8]}", size="256x256",
-                       deadline=deadline)
-        except (LeaseLost, RegistryUnavailable):
-            outcome = "refused"  # the submit script refused or never answered: nothing sent
+                       deadline=deadline, callback_id=callback_id)
+        except LeaseLost:
+            outcome = "refused"  # the submit script refused: nothing pending, nothing sent
+        except RegistryUnavailable:
+            outcome = "unanswered"  # the script may have run: pending, but nothing sent
         except Exception:
             outcome = "uncertain"  # the send failed: the broker may still have the message
+        ended = self.now_ms()
+        if run.last is None and outcome == "unanswered":
+            with self.record.lock:  # only the reaper can end it: its deadline is a bound
+                self.record.callbacks[callback_id] = CallbackRecord(
+                    callback_id, rec.session_key, rec.run_id, rec.fence,
+                    ended + round(deadline * 1000))
+            run.last = callback_id
         if run.last is not None:  # else no envelope was made: nothing can arrive
-            ended = self.now_ms()
             with self.record.lock:
                 callback = self.record.callbacks[run.last]
                 callback.outcome, callback.tool = outcome, tool
@@ -432,7 +442,8 @@ def report(findings: Findings, record: Record, info: dict[str, Any]) -> str:
         f"runs={len(record.runs)} (fates: " + ", ".join(
             f"{f}={ev[f'fate_{f}']}" for f, _ in (*FATES, ("revoke", 0))) + ")",
         f"callbacks={len(record.callbacks)} submitted={counts['callbacks_submitted']} "
-        f"refused={counts['callbacks_refused']} uncertain={counts['callbacks_uncertain']}",
+        f"refused={counts['callbacks_refused']} uncertain={counts['callbacks_uncertain']} "
+        f"unanswered={counts['callbacks_unanswered']}",
         f"kills: children={ev['kill_child']} workers={ev['kill_worker']} "
         f"primaries={ev['kill_primary']}; restarts: "
         f"workers={ev['restart_worker']} redis={ev['restart_redis']}",
@@ -482,6 +493,7 @@ def fault_lines(findings: Findings, record: Record, info: dict[str, Any]) -> lis
         f"{counts['no_verdict_lost_worker']}, no_verdict for a message lost in the transport="
         f"{counts['no_verdict_lost_in_transport']}, no_verdict where RabbitMQ kept the ack of "
         f"a verdict the data loss erased={counts['no_verdict_ack_outlived_verdict']}, "
+        f"no_verdict after a failed submit={counts['no_verdict_submit_failed']}, "
         f"bounds relaxed={counts['bounds_relaxed_after_loss']}",
         f"faults: time_limits={hits} oversized={ev['tool_oversized']} "
         f"poison={ev['poison_pushed']} revoked_in_outage={ev['revoked_in_outage']} "

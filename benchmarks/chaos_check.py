@@ -130,6 +130,8 @@ def check(client: Client, record: Record) -> Findings:
             out.counts["no_verdict_lost_in_transport"] += 1
         elif cb in record.ack_outlived_verdict:  # RabbitMQ kept the ack of a verdict lost
             out.counts["no_verdict_ack_outlived_verdict"] += 1
+        elif record.callbacks[cb].outcome in ("unanswered", "uncertain"):  # maybe never sent
+            out.counts["no_verdict_submit_failed"] += 1
         else:
             out.bad(f"callback {cb} ({tool}) got a no_verdict letter: its task could have "
                     "given a verdict")
@@ -143,6 +145,9 @@ def check(client: Client, record: Record) -> Findings:
             out.bad(f"callback {cb} ({outcome}) ended in {len(where)} places: {where}")
         elif outcome == "uncertain" and len(where) > 1:
             out.bad(f"callback {cb} (send failed) ended in {len(where)} places: {where}")
+        elif outcome == "unanswered" and (len(where) > 1 or any(
+                not w.endswith(":no_verdict") for w in where)):
+            out.bad(f"callback {cb} (submit unanswered, never sent) ended in {where}")
         elif outcome == "refused" and where:
             out.bad(f"callback {cb} was never sent but ended in {where}")
     return out

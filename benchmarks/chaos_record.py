@@ -39,7 +39,9 @@ class CallbackRecord:
     run_id: str
     fence: int
     deadline_ms: int
-    outcome: str = "pending"   # submitted | refused (never sent) | uncertain (send failed)
+    # submitted | refused (never sent) | uncertain (send failed) | unanswered (the submit
+    # script's reply was lost: maybe pending, never sent)
+    outcome: str = "pending"
     tool: str = "image_generate"
     began_ms: int | None = None     # the submit call ran within (began, ended], server time
     ended_ms: int | None = None

@@ -36,7 +36,16 @@ def test_dockerfile_builds_and_installs_the_wheel_of_this_repository() -> None:
     assert froms and all(f.split()[0] == "python:3.11-slim" for f in froms)
     runs = " ".join(rest for word, rest in instructions if word == "RUN")
     assert re.search(r"pip wheel [^&]*--no-deps [^&]*\s\.(\s|$)", runs)
-    assert re.search(r"pip install /wheels/leasegate-\*\.whl", runs)
+    # the wheel with its beat extra (redbeat), found by glob: any version
+    assert re.search(r'pip install "\$\(ls /wheels/leasegate-\*\.whl\)\[beat\]"', runs)
+    copied = {shlex.split(rest)[0] for word, rest in instructions
+              if word == "COPY" and not rest.startswith("--from")}
+    # setup.py's package roots and what its build reads: a root left out builds a wheel
+    # without that layer
+    roots = re.search(r"ROOTS = \(([^)]*)\)", (ROOT / "setup.py").read_text())
+    assert roots
+    missing = {r.strip(' "') for r in roots[1].split(",") if r.strip()} - copied
+    assert not missing, f"Dockerfile does not COPY the package roots {missing}"
     for word, rest in instructions:
         if word == "COPY" and not rest.startswith("--from"):
             for source in shlex.split(rest)[:-1]:
